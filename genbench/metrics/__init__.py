@@ -1,0 +1,1 @@
+"""Metric families, one file each: likelihood, sample quality (fid), sampling speed."""

@@ -1,0 +1,98 @@
+"""The one contract every generative model implements (see DESIGN.md, "The model contract").
+
+The pipeline knows a model only through this class: it reads the capability attributes and calls
+the methods a capability promises. It never looks at a model's name.
+
+Units: `sample` returns data-space tensors (images in `[0, 1]`, toy data in its own units);
+`log_prob` and `log_prob_bound` return per-example log densities on `[0, 1]^D` in nats, so a
+discrete model returns `log P(k) + D * log L` (DESIGN.md, "Units").
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from genbench.data import DataSpec
+
+LikelihoodKind = Literal["exact", "bound", "none"]
+
+
+class GenerativeModel(nn.Module):
+    """Base class of every model in `models/`.
+
+    Subclasses set `likelihood`, build their networks from `spec` plus plain keyword arguments,
+    and implement `configure_optimizers`, `train_step` and `sample`; then whichever of
+    `log_prob` (exact), `log_prob_bound` (bound), `decode` + `latent_dim` (decoder-based) and
+    `log_prob_given_latent` (an observation model of its own, used by AIS) they can.
+    """
+
+    likelihood: ClassVar[LikelihoodKind] = "none"
+    # Sampling modes the model offers; the first is the default. The speed harness times each.
+    sampling_modes: ClassVar[tuple[str, ...]] = ("default",)
+    # How the model sees discrete data: "discrete" (k/(L-1)), "dequantized" ((k+u)/L) or "binarized".
+    data_preprocessing: ClassVar[str] = "discrete"
+
+    def __init__(self, spec: DataSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Create the model's optimizers from its own hyper-parameters, keep and return them."""
+        raise NotImplementedError
+
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        """One update on a batch `x` in data space; returns scalars to log (first one is the loss)."""
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
+        """`n` samples in data space, shape `(n, *spec.shape)`."""
+        raise NotImplementedError
+
+    def check_mode(self, mode: str | None) -> str:
+        """Resolve a sampling mode name, refusing unknown ones with the accepted list."""
+        if mode is None:
+            return self.sampling_modes[0]
+        if mode not in self.sampling_modes:
+            raise ValueError(
+                f"unknown sampling mode {mode!r} for {type(self).__name__}; accepted: {self.sampling_modes}"
+            )
+        return mode
+
+    def describe(self) -> dict[str, object]:
+        """Facts the run record states about the model beyond its arguments."""
+        return {
+            "likelihood": self.likelihood,
+            "sampling_modes": list(self.sampling_modes),
+            "data_preprocessing": self.data_preprocessing,
+            "parameters": sum(p.numel() for p in self.parameters()),
+            "latent_dim": getattr(self, "latent_dim", None),
+        }
+
+
+def has_decoder(model: GenerativeModel) -> bool:
+    """True for decoder-based models (GAN, VAE), which AIS can evaluate."""
+    return callable(getattr(model, "decode", None)) and getattr(model, "latent_dim", None) is not None
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normal noise drawn from `generator` (a CPU generator is fine for any device).
+
+    Drawing on the generator's own device and moving the result keeps samples identical across
+    devices for one generator state.
+    """
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+
+
+def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Uniform `[0, 1)` noise drawn from `generator`, like `randn`."""
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=gen_device).to(device)

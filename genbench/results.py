@@ -1,0 +1,190 @@
+"""The run record (`record.json`): schema, construction, atomic save and a validating load.
+
+A record is plain JSON so any tool can read it. Every metric carries its unit and its kind
+(DESIGN.md, "Records and reports"), so no reader has to guess what a number means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench.errors import GenbenchError
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "record.json"
+METRIC_KINDS = ("exact", "lower_bound", "estimate", "measured")
+RECORD_STATUSES = ("ok", "failed")
+REQUIRED_RECORD_KEYS = (
+    "schema_version",
+    "status",
+    "model",
+    "dataset",
+    "seed",
+    "config_hash",
+    "git_commit",
+    "packages",
+    "device",
+    "train",
+    "metrics",
+)
+REQUIRED_METRIC_KEYS = ("name", "value", "unit", "kind", "stderr", "n", "split")
+PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pytorch-fid", "hydra-core", "scikit-learn", "genbench")
+
+
+@dataclass
+class Metric:
+    """One number in a record. `extra` holds the per-metric fields DESIGN.md names (method, features, ...)."""
+
+    name: str
+    value: float | None
+    unit: str
+    kind: str
+    stderr: float | None = None
+    n: int | None = None
+    split: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in METRIC_KINDS:
+            raise ValueError(f"metric {self.name}: unknown kind {self.kind!r}; accepted: {METRIC_KINDS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        return {**d, **extra}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short, order-independent hash of a resolved config."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_name(device: torch.device | str) -> str:
+    """Human-readable device name, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu (x86_64, 2 threads)'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def new_record(
+    *, model: str, dataset: str, seed: int, config: dict[str, Any], device: torch.device | str
+) -> dict[str, Any]:
+    """A record with every required field; training and metrics fill in later."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "ok",
+        "model": model,
+        "dataset": dataset,
+        "seed": seed,
+        "config_hash": config_hash(config),
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "device": device_name(device),
+        "train": {"steps": 0, "wall_time_s": 0.0},
+        "metrics": [],
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/Inf are not JSON: write them as null, never as a fake number."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def save_record(record: dict[str, Any], run_dir: Path) -> Path:
+    validate_record(record)
+    path = Path(run_dir) / RECORD_NAME
+    atomic_write_text(path, json.dumps(_json_safe(record), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def validate_record(record: dict[str, Any], source: str = "record") -> dict[str, Any]:
+    """Check the schema; raise a one-line `GenbenchError` naming what is wrong."""
+    missing = [k for k in REQUIRED_RECORD_KEYS if k not in record]
+    if missing:
+        raise GenbenchError(f"{source}: missing fields {missing}")
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise GenbenchError(f"{source}: schema_version {record['schema_version']}, expected {SCHEMA_VERSION}")
+    if record["status"] not in RECORD_STATUSES:
+        raise GenbenchError(f"{source}: status {record['status']!r}; accepted: {RECORD_STATUSES}")
+    for i, m in enumerate(record["metrics"]):
+        lacking = [k for k in REQUIRED_METRIC_KEYS if k not in m]
+        if lacking:
+            raise GenbenchError(f"{source}: metric #{i} ({m.get('name')}) lacks {lacking}")
+        if m["kind"] not in METRIC_KINDS:
+            raise GenbenchError(f"{source}: metric {m['name']} has kind {m['kind']!r}; accepted: {METRIC_KINDS}")
+    return record
+
+
+def load_record(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_NAME
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise GenbenchError(f"cannot read run record {path}: {err}") from err
+    return validate_record(record, str(path))
+
+
+def find_metric(record: dict[str, Any], name: str, **fields: Any) -> dict[str, Any] | None:
+    """The first metric called `name` whose fields match `fields` (e.g. `method="elbo"`)."""
+    for m in record["metrics"]:
+        if m["name"] == name and all(m.get(k) == v for k, v in fields.items()):
+            return m
+    return None

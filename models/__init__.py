@@ -1,0 +1,1 @@
+"""Model families, one file each, all behind the contract in `genbench.model`."""
