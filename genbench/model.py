@@ -17,7 +17,7 @@ from torch import nn
 
 from genbench.data import DataSpec
 
-LikelihoodKind = Literal["exact", "bound", "none"]
+LikelihoodKind = Literal["exact", "bound", "estimate", "none"]
 
 
 class GenerativeModel(nn.Module):
@@ -25,8 +25,10 @@ class GenerativeModel(nn.Module):
 
     Subclasses set `likelihood`, build their networks from `spec` plus plain keyword arguments,
     and implement `configure_optimizers`, `train_step` and `sample`; then whichever of
-    `log_prob` (exact), `log_prob_bound` (bound), `decode` + `latent_dim` (decoder-based) and
-    `log_prob_given_latent` (an observation model of its own, used by AIS) they can.
+    `log_prob` (exact), `log_prob_bound` (bound), `log_prob_estimate` (estimate: a stochastic
+    estimate such as a DBM's variational bound with an AIS log-partition), `decode` + `latent_dim`
+    (decoder-based) and `log_prob_given_latent(x, z)` (an observation model of its own, used by AIS)
+    they can.
     """
 
     likelihood: ClassVar[LikelihoodKind] = "none"
