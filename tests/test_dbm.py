@@ -1,0 +1,159 @@
+"""Tests of models/dbm.py against brute-force enumeration of tiny RBMs and DBMs."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from genbench.data import DataSpec
+from genbench.errors import GenbenchError
+from models.dbm import DBM, ais_log_partition
+
+
+def all_states(n: int) -> torch.Tensor:
+    """Every binary vector of length n, `(2^n, n)`, float64."""
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
+
+
+def tiny_spec(dim: int = 6) -> DataSpec:
+    return DataSpec("tiny", (1, 1, dim), 2, (0.0, 1.0), 10, 10, "synthetic")
+
+
+def tiny_dbm(d: int = 6, h1: int = 4, h2: int = 3, seed: int = 0) -> DBM:
+    """A float64 DBM with O(1) random parameters, so the distribution is far from uniform."""
+    torch.manual_seed(seed)
+    model = DBM(tiny_spec(d), hidden1=h1, hidden2=h2, pcd_chains=8).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p))
+        model.data_mean.copy_(torch.rand(d, dtype=torch.float64))
+    return model
+
+
+def neg_energy(model: DBM, v: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
+    """-E(v, h1, h2) for every combination of rows: `(len(v), len(h1), len(h2))`, written from the definition."""
+    w1, w2, b, c1, c2 = (t.detach() for t in (model.W1, model.W2, model.b, model.c1, model.c2))
+    vw1h1 = torch.einsum("ad,dh,bh->ab", v, w1, h1)[:, :, None]
+    h1w2h2 = torch.einsum("bh,hk,ck->bc", h1, w2, h2)[None]
+    return vw1h1 + h1w2h2 + (v @ b)[:, None, None] + (h1 @ c1)[None, :, None] + (h2 @ c2)[None, None, :]
+
+
+def exact_log_z(model: DBM) -> float:
+    d, h1, h2 = model.W1.shape[0], model.W1.shape[1], model.W2.shape[1]
+    return float(torch.logsumexp(neg_energy(model, all_states(d), all_states(h1), all_states(h2)).flatten(), 0))
+
+
+def test_ais_matches_brute_force_rbm() -> None:
+    """AIS on an RBM (6 visible, 4 hidden) agrees with the sum over all 2^10 states."""
+    torch.manual_seed(1)
+    w, bv, bh = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, dtype=torch.float64), torch.randn(4).double()
+    v, h = all_states(6), all_states(4)
+    log_z = float(torch.logsumexp((v @ w @ h.T + (v @ bv)[:, None] + (h @ bh)[None]).flatten(), 0))
+    est, stderr = ais_log_partition(w, bv, bh, torch.zeros(6), 200, 1000, torch.Generator().manual_seed(0))
+    assert stderr > 0
+    assert abs(est - log_z) < 4 * stderr, (est, log_z, stderr)
+
+
+def test_ais_matches_brute_force_dbm() -> None:
+    """DBM AIS (6 visible, 4 + 3 hidden) agrees with the sum over all 2^13 states, for two seeds."""
+    model = tiny_dbm()
+    log_z = exact_log_z(model)
+    for seed in (0, 1):
+        est, stderr = model.estimate_log_partition(200, 1000, torch.Generator().manual_seed(seed))
+        assert abs(est - log_z) < 4 * stderr, (est, log_z, stderr)
+
+
+def test_variational_bound_below_exact_log_prob() -> None:
+    """The mean-field bound never exceeds the exact log p(v); each mean-field sweep does not lower it."""
+    model = tiny_dbm()
+    d, h1, h2 = 6, 4, 3
+    v = all_states(d)
+    exact_unnorm = torch.logsumexp(neg_energy(model, v, all_states(h1), all_states(h2)).flatten(1), 1)  # (2^6,)
+    with torch.no_grad():
+        bounds = [model.variational_bound(v, *model.mean_field(v, steps)) for steps in (0, 1, 2, 5, 30)]
+    for lower, higher in itertools.pairwise(bounds):
+        assert torch.all(higher >= lower - 1e-9)
+    assert torch.all(bounds[-1] <= exact_unnorm + 1e-9)
+    # The bound is informative, not trivially low: within 1 nat on average here.
+    assert float((exact_unnorm - bounds[-1]).mean()) < 1.0
+    # In DESIGN units, with the exact log Z the estimate is a bound on log P(v) + D log 2.
+    model.eval_mf_steps = 30
+    model.ais_runs, model.ais_betas = 100, 500
+    est = model.log_prob_estimate(v.reshape(-1, 1, 1, d))
+    log_z_ais, stderr = model.last_log_z[0], model.last_log_z[1]
+    exact = exact_unnorm - exact_log_z(model) + d * math.log(2)
+    assert torch.allclose(est, bounds[-1] - log_z_ais + d * math.log(2))
+    assert torch.all(est <= exact + 4 * stderr)
+    assert abs(log_z_ais - exact_log_z(model)) < 4 * stderr
+    # exact log-probabilities sum to one over all 2^D binary vectors
+    assert math.isclose(float(torch.logsumexp(exact - d * math.log(2), 0)), 0.0, abs_tol=1e-9)
+
+
+def test_gibbs_sweep_leaves_exact_distribution_invariant() -> None:
+    """The model's conditionals define a Gibbs sweep whose transition matrix fixes the exact joint."""
+    model = tiny_dbm(d=3, h1=2, h2=2, seed=2)
+    d, n1, n2 = 3, 2, 2
+    v, h1, h2 = all_states(d), all_states(n1), all_states(n2)
+    joint = torch.softmax(neg_energy(model, v, h1, h2).flatten(), 0).reshape(len(v), len(h1), len(h2))
+
+    def prob(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # P(x | p) for every row pair, (rows p, rows x)
+        return torch.prod(p[:, None] * x[None] + (1 - p[:, None]) * (1 - x[None]), -1)
+
+    with torch.no_grad():
+        # state (v, h2) -> h1' ~ p(h1 | v, h2) -> (v', h2') ~ p(v | h1') p(h2 | h1')
+        vv, hh2 = v.repeat_interleave(len(h2), 0), h2.repeat(len(v), 1)  # every (v, h2) pair
+        t_h1 = prob(model.p_h1(vv, hh2), h1).reshape(len(v), len(h2), len(h1))
+        t_v, t_h2 = prob(model.p_v(h1), v), prob(model.p_h2(h1), h2)  # (h1', v'), (h1', h2')
+    # marginal over (v, h2) before the sweep, and after it
+    p_vh2 = joint.sum(1)
+    after_h1 = torch.einsum("ac,acb->b", p_vh2, t_h1)
+    p_vh2_after = torch.einsum("b,ba,bc->ac", after_h1, t_v, t_h2)
+    assert torch.allclose(p_vh2_after, p_vh2, atol=1e-12)
+    assert torch.allclose(after_h1, joint.sum((0, 2)), atol=1e-12)
+
+
+@pytest.mark.parametrize("pretrain_steps", [4, 0])
+def test_train_step_phases_and_finite_scalars(pretrain_steps: int) -> None:
+    torch.manual_seed(0)
+    spec = DataSpec("tiny", (1, 4, 4), 17, (0.0, 1.0), 10, 10, "synthetic")
+    model = DBM(spec, hidden1=8, hidden2=5, pretrain_steps=pretrain_steps, pcd_chains=6)
+    model.configure_optimizers()
+    x = torch.rand(10, 1, 4, 4)
+    phases = []
+    for _ in range(7):
+        w1_before = model.W1.detach().clone()
+        out = model.train_step(x)
+        assert list(out)[0] == "recon_error"
+        assert all(isinstance(v, float) and math.isfinite(v) for v in out.values())
+        phases.append(out["phase"])
+        # the top RBM's phase (1) leaves W1 alone; the others move it
+        assert torch.equal(model.W1, w1_before) == (out["phase"] == 1.0)
+    expected = [0.0] * (pretrain_steps // 2) + [1.0] * (pretrain_steps - pretrain_steps // 2)
+    assert phases == (expected + [2.0] * 7)[:7]
+    assert int(model.num_steps) == 7
+    assert {"chain_v", "chain_h2", "num_steps", "data_mean"} <= set(model.state_dict())
+
+
+def test_sample_shape_range_and_modes() -> None:
+    model = DBM(tiny_spec(6), hidden1=4, hidden2=3)
+    gen = torch.Generator().manual_seed(0)
+    s = model.sample(5, gen, gibbs_steps=3)
+    assert s.shape == (5, 1, 1, 6)
+    assert float(s.min()) >= 0 and float(s.max()) <= 1
+    a = model.sample(4, torch.Generator().manual_seed(1), mode="gibbs10")
+    b = model.sample(4, torch.Generator().manual_seed(1), gibbs_steps=10)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="gibbs10"):
+        model.sample(2, mode="bogus")
+
+
+def test_rejects_toy_data_and_non_binary_inputs() -> None:
+    toy = DataSpec("toy2d", (2,), None, (-3.0, 3.0), 10, 10, "toy")
+    with pytest.raises(GenbenchError, match="image datasets"):
+        DBM(toy)
+    model = DBM(tiny_spec(6), hidden1=4, hidden2=3)
+    with pytest.raises(GenbenchError, match="binary"):
+        model.log_prob_estimate(torch.full((2, 1, 1, 6), 0.5))
