@@ -18,17 +18,16 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from genbench.data import Dataset, binarize
-from genbench.model import GenerativeModel
+from genbench.data import Dataset, binarize, dequantize
+from genbench.metrics.ais import AISSettings, ObsModel, ObsSampler, ais_log_prob, bdmc
+from genbench.model import GenerativeModel, has_decoder, randn
 from genbench.results import Metric
-
-BINARIZE_SEED = 0  # the fixed binarization of the test split that every binarized model is scored on
-
 
 # ----------------------------------------------------------------------------- pure maths
 
@@ -84,6 +83,44 @@ def mean_stderr(values: torch.Tensor) -> tuple[float, float]:
     return float(values.mean()), std / math.sqrt(n)
 
 
+def parzen_log_density(x: torch.Tensor, centers: torch.Tensor, bandwidth: float, batch: int = 256) -> torch.Tensor:
+    """Log density of an isotropic Gaussian kernel density estimate, per row of `x`.
+
+    `log p(x) = logsumexp_i(-|x - c_i|^2 / 2h^2) - log M - (D/2) log(2 pi h^2)`, computed `batch` rows
+    at a time in float64 so memory stays `O(batch x M)`.
+
+    Args:
+        x: query points `(N, D)`.
+        centers: kernel centres `(M, D)` (the model's samples).
+        bandwidth: kernel standard deviation `h`.
+        batch: query rows per block.
+
+    Returns:
+        Log densities `(N,)`, float64 on the CPU.
+    """
+    centers = centers.double()
+    m, dim = centers.shape
+    norm = math.log(m) + 0.5 * dim * math.log(2 * math.pi * bandwidth**2)
+    c_sq = (centers**2).sum(1)  # (M,)
+    out = []
+    for start in range(0, len(x), batch):
+        xb = x[start : start + batch].to(centers.device).double()
+        sq = (xb**2).sum(1, keepdim=True) + c_sq[None] - 2 * xb @ centers.T  # (b, M) squared distances
+        out.append((torch.logsumexp(-sq.clamp_min(0) / (2 * bandwidth**2), dim=1) - norm).cpu())
+    return torch.cat(out)
+
+
+def choose_bandwidth(valid: torch.Tensor, centers: torch.Tensor, grid: list[float]) -> tuple[float, dict[str, float]]:
+    """The bandwidth in `grid` with the highest mean log density on `valid` (Goodfellow et al. 2014).
+
+    Returns:
+        The chosen bandwidth and the mean validation log density of every candidate.
+    """
+    scores = {str(h): float(parzen_log_density(valid, centers, float(h)).mean()) for h in grid}
+    best = max(grid, key=lambda h: scores[str(h)])
+    return float(best), scores
+
+
 # ----------------------------------------------------------------------------- records
 
 
@@ -115,6 +152,11 @@ def nll_metrics(
 
 # ----------------------------------------------------------------------------- adapters
 
+BINARIZE_SEED = 0  # the one fixed binarization of the data every binarized model is scored on
+DEQUANTIZE_SEED = 1  # the one fixed dequantization every Gaussian-kernel or Gaussian-observation score uses
+PARZEN_WARNING = "Parzen-window estimate, not a likelihood: unreliable in high dimension (Theis et al. 2016)"
+DENSITY_KINDS = {"exact": "exact", "bound": "lower_bound", "estimate": "estimate"}
+
 
 def accepts(fn: Callable[..., Any], name: str) -> bool:
     """True if `fn` takes a keyword argument `name` (e.g. `generator`)."""
@@ -124,35 +166,73 @@ def accepts(fn: Callable[..., Any], name: str) -> bool:
         return False
 
 
-def test_inputs(model: GenerativeModel, data: Dataset, n_test: int | None) -> tuple[torch.Tensor, int | None, dict]:
-    """The test examples a model is scored on, their levels and a note for the record.
+def model_inputs(model: GenerativeModel, x: torch.Tensor, levels: int | None) -> tuple[torch.Tensor, int | None, dict]:
+    """Pipeline-unit data as the model is scored on it, the levels for bits/dim, and a note for the record.
 
-    Binarized models see one fixed binarization of the test split (seed `BINARIZE_SEED`), scored
-    with `L = 2`; every other model gets pipeline units and does its own dequantization.
+    Binarized models see one fixed binarization (seed `BINARIZE_SEED`), scored with `L = 2`; every
+    other model gets pipeline units and does its own dequantization.
     """
-    x = data.test if n_test is None else data.test[:n_test]
     if model.data_preprocessing == "binarized":
-        gen = torch.Generator().manual_seed(BINARIZE_SEED)
-        return binarize(x, gen), 2, {"data": "binarized"}
-    return x, data.spec.levels, {}
+        return binarize(x, torch.Generator().manual_seed(BINARIZE_SEED)), 2, {"data": "binarized"}
+    return x, levels, {}
+
+
+def test_inputs(model: GenerativeModel, data: Dataset, n_test: int | None) -> tuple[torch.Tensor, int | None, dict]:
+    """The (first `n_test`) test examples as `model_inputs` gives them."""
+    return model_inputs(model, data.test if n_test is None else data.test[:n_test], data.spec.levels)
+
+
+def continuous_inputs(x: torch.Tensor, levels: int | None) -> torch.Tensor:
+    """Discrete data dequantized to `(k + u) / L` with a fixed `u` (DESIGN units); continuous data as is.
+
+    A Gaussian density on `R^D` evaluated there is a density on `[0, 1]^D` short of the mass it puts
+    outside the cube, so `log p - D log L` stays a lower bound in expectation on `log P(k)` (Jensen).
+    """
+    if levels is None:
+        return x
+    return dequantize(x, levels, torch.Generator().manual_seed(DEQUANTIZE_SEED))
 
 
 def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int, desc: str) -> torch.Tensor:
-    """Apply a per-example function batch by batch on the model's device; results on the CPU, `(N,)`."""
+    """Apply a per-example function batch by batch; results float64 on the CPU, `(N,)`."""
     out = []
     for start in tqdm(range(0, len(x), batch_size), desc=desc, leave=False):
         out.append(fn(x[start : start + batch_size]).detach().double().cpu())
     return torch.cat(out)
 
 
+@contextmanager
+def frozen(model: GenerativeModel) -> Iterator[None]:
+    """No parameter gradients while AIS differentiates with respect to `z` only (saves memory)."""
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+@torch.no_grad()
+def generate(model: GenerativeModel, n: int, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+    """`n` model samples flattened to `(n, D)` on the CPU."""
+    parts = [model.sample(min(batch_size, n - s), generator=generator).cpu() for s in range(0, n, batch_size)]
+    return torch.cat(parts).flatten(1)  # (n, D)
+
+
+# ----------------------------------------------------------------------------- the model's own density
+
+
 def density_methods(
-    model: GenerativeModel, k_list: list[int], generator: torch.Generator | None
+    model: GenerativeModel, k_list: list[int], chunk: int | None, generator: torch.Generator | None
 ) -> Iterator[tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]]:
     """The model's own likelihood methods as `(method, kind, fn(x) -> (B,) log densities)`."""
 
     def call(method: Callable[..., torch.Tensor], *args: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-        extra = {"generator": generator} if accepts(method, "generator") else {}
-        return lambda x: method(x, *args, **extra)
+        kwargs: dict[str, Any] = {"generator": generator} if accepts(method, "generator") else {}
+        if chunk is not None and accepts(method, "chunk"):
+            kwargs["chunk"] = chunk
+        return lambda x: method(x, *args, **kwargs)
 
     if model.likelihood == "exact":
         yield "exact", "exact", call(model.log_prob)
@@ -163,17 +243,202 @@ def density_methods(
         yield "estimate", "estimate", call(model.log_prob_estimate)
 
 
+def own_density_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list:
+    """`exact`, `elbo` and `iwae-<k>`, or `estimate`: whatever the model declares, batch by batch."""
+    x, levels, note = test_inputs(model, data, lcfg.get("n_test"))
+    k_list = [int(k) for k in lcfg.get("iwae_k", [])]
+    metrics: list[Metric] = []
+    for method, kind, fn in density_methods(model, k_list, lcfg.get("chunk"), generator):
+        with torch.no_grad():
+            lp = batched(lambda xb, fn=fn: fn(xb.to(model.device)), x, int(lcfg.batch_size), f"likelihood {method}")
+        metrics += nll_metrics(lp, data.spec.dim, levels, kind, method, note)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- AIS and BDMC
+
+
+def gaussian_observation(model: GenerativeModel, sigma: float) -> tuple[ObsModel, ObsSampler]:
+    """`p(x|z) = N(x; decode(z), sigma^2 I)` on flattened data, and a sampler of it."""
+
+    def log_lik(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mean = model.decode(z).flatten(1)  # (N, D)
+        sq = (((x.flatten(1) - mean) / sigma) ** 2).sum(1)
+        return -0.5 * sq - mean.shape[1] * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+
+    def sample(z: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        mean = model.decode(z)
+        return mean + sigma * randn(tuple(mean.shape), generator, mean.device)
+
+    return log_lik, sample
+
+
+def ais_settings(acfg: Any) -> AISSettings:
+    return AISSettings(
+        int(acfg.steps), int(acfg.leapfrog), float(acfg.step_size), float(acfg.target_accept), int(acfg.chains)
+    )
+
+
+def choose_sigma(
+    model: GenerativeModel, held_out: torch.Tensor, acfg: Any, generator: torch.Generator | None
+) -> tuple[float, dict[str, float]]:
+    """The observation noise in `acfg.sigma_grid` with the best mean AIS estimate on held-out data.
+
+    A shorter AIS (`select_steps`) scores each candidate, as Wu et al. chose the variance on validation data.
+    """
+    settings = AISSettings(
+        int(acfg.select_steps), int(acfg.leapfrog), float(acfg.step_size), float(acfg.target_accept), int(acfg.chains)
+    )
+    x = held_out.to(model.device)
+    scores = {}
+    for sigma in acfg.sigma_grid:
+        obs, _ = gaussian_observation(model, float(sigma))
+        scores[str(sigma)] = float(ais_log_prob(obs, x, model.latent_dim, settings, generator)[0].mean())
+    best = max(acfg.sigma_grid, key=lambda s: scores[str(s)])
+    return float(best), scores
+
+
+def observation(
+    model: GenerativeModel, data: Dataset, acfg: Any, generator: torch.Generator | None
+) -> tuple[ObsModel, ObsSampler | None, bool, dict[str, Any]]:
+    """The observation model AIS uses: the model's own `log_prob_given_latent`, else a Gaussian on `decode(z)`.
+
+    Returns:
+        `log p(x|z)`, a sampler of `p(x|z)` (None if the model has none), whether data must be
+        dequantized for it, and the record fields describing it.
+    """
+    if callable(getattr(model, "log_prob_given_latent", None)):
+        sampler = getattr(model, "sample_given_latent", None)
+        return model.log_prob_given_latent, sampler if callable(sampler) else None, False, {"obs_model": "model"}
+    held, levels, _ = model_inputs(model, data.train[-int(acfg.select_n) :], data.spec.levels)
+    sigma, scores = choose_sigma(model, continuous_inputs(held, levels), acfg, generator)
+    obs, sampler = gaussian_observation(model, sigma)
+    fields = {"obs_model": "gaussian", "obs_sigma": sigma, "obs_sigma_scores": scores, "obs_sigma_split": "train"}
+    return obs, sampler, True, fields
+
+
+def bdmc_fields(
+    obs: ObsModel, sampler: ObsSampler | None, model: GenerativeModel, acfg: Any, generator: torch.Generator | None
+) -> dict[str, Any]:
+    """BDMC bracket on `acfg.bdmc_n` simulated examples, in nats per example (mean over examples)."""
+    n = int(acfg.get("bdmc_n", 0))
+    if n == 0:
+        return {}
+    if sampler is None:
+        return {"bdmc": "n/a: the model's observation model has no sample_given_latent(z, generator)"}
+    _, lower, upper = bdmc(obs, sampler, model.latent_dim, n, ais_settings(acfg), generator, model.device)
+    lo, hi = float(lower.double().mean()), float(upper.double().mean())
+    return {"bdmc_lower": lo, "bdmc_upper": hi, "bdmc_gap_nats": hi - lo, "bdmc_n": n}
+
+
+def ais_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list:
+    """AIS estimate of `log p(x)` on the test split for a decoder-based model, with its BDMC bracket."""
+    acfg = lcfg.ais
+    settings = ais_settings(acfg)
+    with frozen(model):
+        obs, sampler, continuous, fields = observation(model, data, acfg, generator)
+        x, levels, note = test_inputs(model, data, acfg.get("n_test"))
+        if continuous:
+            x = continuous_inputs(x, levels)
+            note = {**note, "data": "dequantized" if levels is not None else "continuous"}
+        rates: list[float] = []
+
+        def estimate(xb: torch.Tensor) -> torch.Tensor:
+            lp, rate = ais_log_prob(obs, xb.to(model.device), model.latent_dim, settings, generator)
+            rates.append(rate)
+            return lp
+
+        lp = batched(estimate, x, int(acfg.batch_size), "ais")
+        fields |= bdmc_fields(obs, sampler, model, acfg, generator)
+    protocol = {
+        "schedule": "sigmoid(radius=4)",
+        "steps": settings.steps,
+        "chains": settings.chains,
+        "leapfrog": settings.leapfrog,
+        "accept_rate": sum(rates) / len(rates),
+    }
+    return nll_metrics(lp, data.spec.dim, levels, "lower_bound", "ais", {**note, **fields, **protocol})
+
+
+# ----------------------------------------------------------------------------- Parzen window and KL to truth
+
+
+def kde_fit(
+    model: GenerativeModel, data: Dataset, cfg: Any, levels: int | None, generator: torch.Generator | None
+) -> tuple[torch.Tensor, float, dict[str, float]]:
+    """Model samples as kernel centres and the bandwidth chosen on a slice of the train split."""
+    centers = generate(model, int(cfg.n_samples), int(cfg.get("sample_batch", 500)), generator)
+    held, held_levels, _ = model_inputs(model, data.train[-int(cfg.n_valid) :], levels)
+    valid = continuous_inputs(held, held_levels).flatten(1)
+    bandwidth, scores = choose_bandwidth(valid, centers.to(model.device), list(cfg.bandwidth_grid))
+    return centers, bandwidth, scores
+
+
+def parzen_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list:
+    """Goodfellow et al.'s Parzen-window protocol on the test split, labelled `estimate`."""
+    pcfg = lcfg.parzen
+    centers, bandwidth, scores = kde_fit(model, data, pcfg, data.spec.levels, generator)
+    x, levels, note = test_inputs(model, data, lcfg.get("n_test"))
+    lp = parzen_log_density(continuous_inputs(x, levels).flatten(1), centers.to(model.device), bandwidth)
+    if levels is not None:
+        note = {**note, "data": f"{note.get('data', 'discrete')}, dequantized"}
+    fields = {
+        "bandwidth": bandwidth,
+        "bandwidth_scores": scores,
+        "bandwidth_split": "train",
+        "n_samples": len(centers),
+        "warning": PARZEN_WARNING,
+    }
+    return nll_metrics(lp, data.spec.dim, levels, "estimate", "parzen", {**note, **fields})
+
+
+def model_log_density(
+    model: GenerativeModel, data: Dataset, x: torch.Tensor, lcfg: Any, generator: torch.Generator | None
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """`log p_model(x)` for toy data: the model's own density (largest IWAE k for bounds), else a KDE on samples."""
+    methods = list(density_methods(model, [int(k) for k in lcfg.get("iwae_k", [])], lcfg.get("chunk"), generator))
+    if methods:
+        method, kind, fn = methods[-1]
+        with torch.no_grad():
+            lp = batched(lambda xb: fn(xb.to(model.device)), x, int(lcfg.batch_size), f"kl_to_truth {method}")
+        return lp, {"method": method, "density_kind": kind}
+    centers, bandwidth, _ = kde_fit(model, data, lcfg.kl_to_truth, None, generator)
+    lp = parzen_log_density(x, centers.to(model.device), bandwidth)
+    return lp, {"method": "kde", "density_kind": "estimate", "bandwidth": bandwidth, "n_samples": len(centers)}
+
+
+def kl_to_truth_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list:
+    """`E_true[log p_true(x) - log p_model(x)]` over the toy test split (a Monte-Carlo estimate, nats).
+
+    With a lower bound for `log p_model` the estimate is, in expectation, an upper bound on the KL;
+    `density_kind` in the record says which density was used.
+    """
+    x = data.test if lcfg.get("n_test") is None else data.test[: lcfg.n_test]
+    log_model, fields = model_log_density(model, data, x, lcfg, generator)
+    diff = data.density.log_density(x).cpu() - log_model
+    mean, se = mean_stderr(diff)
+    return [Metric("kl_to_truth", mean, "nats", "estimate", se, len(x), "test", fields)]
+
+
+# ----------------------------------------------------------------------------- the family's entry point
+
+
+def enabled(lcfg: Any, name: str) -> bool:
+    section = lcfg.get(name)
+    return section is not None and bool(section.get("enabled", False))
+
+
 def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.Generator | None) -> list[Metric]:
     """Every likelihood metric the model's capabilities allow, on the test split.
 
     Args:
         model: a trained model.
         data: the dataset it was trained on.
-        cfg: the eval config; only `cfg.likelihood` is read.
-        generator: randomness for the evaluation (dequantization, importance samples, AIS).
+        cfg: the eval config; only `cfg.likelihood` is read (sections `ais`, `parzen`, `kl_to_truth`).
+        generator: randomness for the evaluation (importance samples, AIS, model samples).
 
     Returns:
-        The metrics, in the order they were computed.
+        The metrics: the model's own density first, then AIS, Parzen and KL to truth where they apply.
     """
     lcfg = cfg.likelihood
     if not lcfg.get("enabled", True):
@@ -181,14 +446,13 @@ def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.G
     was_training = model.training
     model.eval()
     try:
-        x, levels, note = test_inputs(model, data, lcfg.get("n_test"))
-        device = model.device
-        metrics: list[Metric] = []
-        k_list = [int(k) for k in lcfg.get("iwae_k", [])]
-        for method, kind, fn in density_methods(model, k_list, generator):
-            with torch.no_grad():
-                lp = batched(lambda xb, fn=fn: fn(xb.to(device)), x, int(lcfg.batch_size), f"likelihood {method}")
-            metrics += nll_metrics(lp, data.spec.dim, levels, kind, method, note)
+        metrics = own_density_metrics(model, data, lcfg, generator)
+        if enabled(lcfg, "ais") and has_decoder(model):
+            metrics += ais_metrics(model, data, lcfg, generator)
+        if enabled(lcfg, "parzen") and (model.likelihood == "none" or lcfg.parzen.get("apply_to") == "all"):
+            metrics += parzen_metrics(model, data, lcfg, generator)
+        if enabled(lcfg, "kl_to_truth") and data.density is not None:
+            metrics += kl_to_truth_metrics(model, data, lcfg, generator)
         return metrics
     finally:
         model.train(was_training)
