@@ -6,22 +6,60 @@ autoregressive models (PixelRNN/PixelCNN, van den Oord et al. 2016; cached sampl
 follows common benchmark practice (warm-up, device synchronisation, CUDA events, median of repeats, as in
 nanoGPT's bench.py and `torch.utils.benchmark`).
 
-`evaluate` is the metric family the pipeline calls after training (eval config section `speed`).
+`evaluate` is the metric family the pipeline calls after training (eval config section `speed`); `run_speed` is
+`genbench speed`: a sweep over sampling modes, dtypes and batch sizes (until memory runs out) that writes a speed
+record (`speed.json`); `speed_report` turns a folder of speed records into tables, a plot and a ratio table.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import math
+import platform
+import re
+import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
-from genbench.data import Dataset
+from genbench.data import Dataset, DataSpec
+from genbench.errors import GenbenchError
+from genbench.metrics.speed_report import SPEED_RECORD, speed_report
 from genbench.model import GenerativeModel
-from genbench.results import Metric, device_name
+from genbench.results import Metric, atomic_write_text, device_name, git_commit
+
+log = logging.getLogger(__name__)
+SPEED_SCHEMA_VERSION = 1
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+METRIC_EXTRA_KEYS = ("device", "torch", "threads", "batch_size", "dtype", "mode", "compile", "weights", "repeats")
+# Peak dense (no sparsity) FLOP/s from NVIDIA's data sheets. "fp32" is the plain (non-tensor-core) fp32 peak; cuDNN
+# may run fp32 convolutions in TF32, so an fp32 fraction of peak can exceed what plain fp32 allows. Keys are matched
+# as whole words in the device name, in this order (so "H100 PCIe" is found before "H100").
+PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("H200", {"fp32": 67e12, "bf16": 989e12, "fp16": 989e12}),
+    ("H100 PCIe", {"fp32": 51e12, "bf16": 756e12, "fp16": 756e12}),
+    ("H100 NVL", {"fp32": 60e12, "bf16": 835e12, "fp16": 835e12}),
+    ("H100", {"fp32": 67e12, "bf16": 989e12, "fp16": 989e12}),
+    ("A100", {"fp32": 19.5e12, "bf16": 312e12, "fp16": 312e12}),
+    ("A10", {"fp32": 31.2e12, "bf16": 125e12, "fp16": 125e12}),
+    ("L40S", {"fp32": 91.6e12, "bf16": 362e12, "fp16": 362e12}),
+    ("L4", {"fp32": 30.3e12, "bf16": 121e12, "fp16": 121e12}),
+    ("V100", {"fp32": 15.7e12, "fp16": 125e12}),
+    ("T4", {"fp32": 8.1e12, "fp16": 65e12}),
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Timing, memory and FLOPs of one call.
 
 
 @dataclass
@@ -91,6 +129,71 @@ def time_calls(
     return Timing(first_s, times)
 
 
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
+    """Measure the peak memory of the block: CUDA's max allocated bytes, or on CPU the growth of the process's RSS.
+
+    On Linux, writing 5 to /proc/self/clear_refs resets the RSS high-water mark (VmHWM), so the peak is the block's
+    own; without it, the growth of `ru_maxrss` is a lower bound (0 when the block stays under an earlier peak).
+    """
+    out: dict[str, Any] = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield out
+        torch.cuda.synchronize(device)
+        out.update(peak_memory_bytes=torch.cuda.max_memory_allocated(device), memory_kind="cuda_max_allocated")
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        base_kib, kind = _proc_status_kib("VmRSS"), "rss_peak_delta"
+    except OSError:
+        base_kib, kind = None, "rss_maxrss_growth"
+    if base_kib is None:
+        base_kib, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss_maxrss_growth"
+    yield out
+    peak_kib = _proc_status_kib("VmHWM") if kind == "rss_peak_delta" else None
+    if peak_kib is None:
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    out.update(peak_memory_bytes=max(peak_kib - base_kib, 0) * 1024, memory_kind=kind)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call as `torch.utils.flop_counter` counts them (2 per multiply-add of matmuls and convolutions)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def peak_flops(name: str, dtype: str) -> float | None:
+    """The device's peak dense FLOP/s for `dtype`, or None for a device (or dtype) not in `PEAK_FLOPS`."""
+    for key, peaks in PEAK_FLOPS:
+        if re.search(rf"\b{re.escape(key)}\b", name):
+            return peaks.get(dtype)
+    return None
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for the errors that mean "this batch does not fit": CUDA OOM, host MemoryError, allocator messages."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Where a timing ran.
+
+
 def environment(device: torch.device) -> dict[str, object]:
     """What every timing states about where it ran."""
     return {
@@ -100,19 +203,73 @@ def environment(device: torch.device) -> dict[str, object]:
     }
 
 
-def timing_metrics(timing: Timing, batch_size: int, extra: dict[str, object]) -> list[Metric]:
-    """`sample_throughput` and `sample_latency` (DESIGN.md metric table) for one timed point."""
-    common = {**extra, "batch_size": batch_size, "repeats": len(timing.times_s), "first_call_s": timing.first_s}
-    n = len(timing.times_s)
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_slug(device: torch.device) -> str:
+    """A folder name for a device, e.g. 'nvidia-h100-80gb-hbm3' or 'cpu-x86-64-2-threads'."""
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+
+
+def shape_label(shape: tuple[int, ...] | list[int]) -> str:
+    """'28x28' for one channel, '32x32x3' for three, '2' for toy points."""
+    if len(shape) == 3:
+        c, h, w = shape
+        return f"{h}x{w}" if c == 1 else f"{h}x{w}x{c}"
+    return "x".join(str(s) for s in shape)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One point: exactly `model.sample(n)` in one mode, dtype and batch size; its record metrics.
+
+
+def sampler(
+    model: GenerativeModel, n: int, mode: str, dtype: str, generator: torch.Generator | None
+) -> Callable[[], torch.Tensor]:
+    """The timed call: exactly `model.sample(n)`, under autocast for a reduced-precision dtype."""
+    device_type = model.device.type
+
+    def call() -> torch.Tensor:
+        ctx = torch.autocast(device_type, dtype=DTYPES[dtype]) if dtype != "fp32" else contextlib.nullcontext()
+        with ctx:
+            return model.sample(n, generator=generator, mode=mode)
+
+    return call
+
+
+def timing_fields(timing: Timing, batch_size: int) -> dict[str, Any]:
+    return {
+        "batch_size": batch_size,
+        "throughput": batch_size / timing.median_s,
+        "latency_median_s": timing.median_s,
+        "latency_min_s": timing.min_s,
+        "latency_max_s": timing.max_s,
+        "first_call_s": timing.first_s,
+        "repeats": len(timing.times_s),
+    }
+
+
+def point_metrics(point: dict[str, Any]) -> list[Metric]:
+    """`sample_throughput` and `sample_latency` (DESIGN.md metric table) of one measured point."""
+    extra = {k: point[k] for k in METRIC_EXTRA_KEYS if k in point}
+    extra["first_call_s"] = point["first_call_s"]
+    n = point["repeats"]
     return [
-        Metric("sample_throughput", batch_size / timing.median_s, "samples/s", "measured", n=n, extra=common),
+        Metric("sample_throughput", point["throughput"], "samples/s", "measured", n=n, extra=extra),
         Metric(
             "sample_latency",
-            timing.median_s,
+            point["latency_median_s"],
             "s",
             "measured",
             n=n,
-            extra={**common, "min_s": timing.min_s, "max_s": timing.max_s},
+            extra={**extra, "min_s": point["latency_min_s"], "max_s": point["latency_max_s"]},
         ),
     ]
 
@@ -137,13 +294,231 @@ def evaluate(model: GenerativeModel, data: Dataset, cfg: DictConfig, generator: 
     model.eval()
     metrics: list[Metric] = []
     for mode in model.sampling_modes:
-
-        def call(mode: str = mode) -> torch.Tensor:
-            return model.sample(int(sc.n), generator=generator, mode=mode)
-
+        call = sampler(model, int(sc.n), mode, "fp32", generator)
         with torch.inference_mode():
             timing = time_calls(call, device, repeats=int(sc.repeats), warmup=int(sc.get("warmup", 1)))
-        extra = {**environment(device), "dtype": "fp32", "mode": mode, "compile": False}
-        metrics += timing_metrics(timing, int(sc.n), extra)
+        point = {**environment(device), "mode": mode, "dtype": "fp32", "compile": False}
+        metrics += point_metrics({**point, **timing_fields(timing, int(sc.n))})
     model.train(was_training)
     return metrics
+
+
+def measure_point(
+    model: GenerativeModel,
+    mode: str,
+    dtype: str,
+    batch_size: int,
+    sc: DictConfig,
+    generator: torch.Generator | None,
+    flops_per_sample: int | None,
+) -> dict[str, Any]:
+    """Time one (mode, dtype, batch size) point; an out-of-memory error becomes a point with status `oom`."""
+    device = model.device
+    point: dict[str, Any] = {"mode": mode, "dtype": dtype, "batch_size": batch_size}
+    call = sampler(model, batch_size, mode, dtype, generator)
+    try:
+        with torch.inference_mode(), peak_memory(device) as memory:
+            timing = time_calls(call, device, int(sc.repeats), int(sc.warmup), sc.budget_s, int(sc.min_repeats))
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        error = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+    else:
+        error = None
+    if error is not None:  # out of the except block, so the traceback no longer holds the failed batch's tensors
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return {**point, "status": "oom", "error": error}
+    point.update(status="ok", **timing_fields(timing, batch_size), **memory)
+    achieved = None if flops_per_sample is None else flops_per_sample * point["throughput"]
+    peak = peak_flops(device_name(device), dtype) if device.type == "cuda" else None
+    point.update(
+        flops_per_sample=flops_per_sample,
+        achieved_flops=achieved,
+        peak_flops=peak,
+        fraction_of_peak=None if achieved is None or peak is None else achieved / peak,
+    )
+    return point
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The sweep behind `genbench speed`: modes x compile x dtypes x batch sizes, until out-of-memory or budget.
+
+
+def sweep_batches(
+    model: GenerativeModel,
+    mode: str,
+    dtype: str,
+    sc: DictConfig,
+    generator: torch.Generator | None,
+    flops_per_sample: int | None,
+) -> list[dict[str, Any]]:
+    """Points at growing batch sizes until memory runs out, the list ends, or the next point would break the budget."""
+    sizes = [int(b) for b in sc.batch_sizes if int(b) <= int(sc.max_batch)]
+    points: list[dict[str, Any]] = []
+    for i, batch in enumerate(sizes):
+        point = measure_point(model, mode, dtype, batch, sc, generator, flops_per_sample)
+        log.info("speed %s %s batch %d: %s", mode, dtype, batch, _point_summary(point))
+        points.append(point)
+        if point["status"] != "ok":
+            break
+        if sc.budget_s is None or i + 1 == len(sizes):
+            continue
+        # Time grows at most linearly in the batch; a point costs first call + warm-up + the minimum repeats.
+        predicted = point["latency_median_s"] * sizes[i + 1] / batch * (1 + int(sc.warmup) + int(sc.min_repeats))
+        if predicted > float(sc.budget_s):
+            reason = f"predicted {predicted:.1f} s > speed.budget_s={sc.budget_s}"
+            points.append(
+                {"mode": mode, "dtype": dtype, "batch_size": sizes[i + 1], "status": "budget", "error": reason}
+            )
+            break
+    return points
+
+
+def _point_summary(point: dict[str, Any]) -> str:
+    if point["status"] != "ok":
+        return f"{point['status']} ({point.get('error', '')})"
+    median, first = point["latency_median_s"], point["first_call_s"]
+    return f"{point['throughput']:.4g} samples/s, {median:.4g} s/batch, first call {first:.4g} s"
+
+
+def sweep(model: GenerativeModel, sc: DictConfig, generator: torch.Generator | None) -> list[dict[str, Any]]:
+    """Every sampling mode (or `sc.modes`) x compile variants x dtypes x batch sizes of one model."""
+    device = model.device
+    modes = [model.check_mode(m) for m in sc.modes] if sc.get("modes") else list(model.sampling_modes)
+    dtypes = [d for d in sc.dtypes if device.type == "cuda" or d == "fp32"]  # autocast timings are a GPU matter
+    unknown = [d for d in sc.dtypes if d not in DTYPES]
+    if unknown:
+        raise GenbenchError(f"unknown speed.dtypes {unknown}; accepted: {list(DTYPES)}")
+    flops: dict[str, int | None] = {}
+    for mode in modes:  # counted once per mode, eager fp32 at batch 1: FLOPs per sample do not depend on the rest
+        with torch.inference_mode():
+            flops[mode] = count_flops(sampler(model, 1, mode, "fp32", generator)) if sc.flops else None
+    points: list[dict[str, Any]] = []
+    variants = list(sc.compile) if OmegaConf.is_list(sc.compile) else [bool(sc.compile)]
+    for compiled in variants:
+        if compiled:
+            # Compile the networks sample() calls, not sample() itself: its Python loop (one step per pixel in
+            # autoregressive models) stays eager, so compilation does not unroll thousands of steps.
+            for child in model.children():
+                child.compile(backend=sc.compile_backend)
+        for mode in modes:
+            for dtype in dtypes:
+                points += [
+                    {**p, "compile": bool(compiled)}
+                    for p in sweep_batches(model, mode, dtype, sc, generator, flops[mode])
+                ]
+    return points
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The speed record and the command.
+
+
+def speed_record(
+    model: GenerativeModel,
+    model_name: str,
+    spec: DataSpec,
+    weights: str,
+    sc: DictConfig,
+    points: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The speed record: where and how it was measured, one entry per point, and the record-style metrics."""
+    env = {**environment(model.device), "cpu_model": _cpu_model()}
+    head = {"model": model_name, "dataset": spec.name, "shape": shape_label(spec.shape), "weights": weights}
+    points = [{**head, **env, **p} for p in points]
+    return {
+        "kind": "speed",
+        "schema_version": SPEED_SCHEMA_VERSION,
+        **head,
+        **env,
+        "git_commit": git_commit(),
+        "model_info": model.describe(),
+        "protocol": OmegaConf.to_container(sc, resolve=True),
+        "points": points,
+        "metrics": [m.to_dict() for p in points if p["status"] == "ok" for m in point_metrics(p)],
+    }
+
+
+def write_record(record: dict[str, Any], folder: Path) -> Path:
+    path = folder / SPEED_RECORD
+    atomic_write_text(path, json.dumps(_finite(record), indent=2) + "\n")
+    return path
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and Inf are not JSON: null, never a fake number
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def model_config(name: str) -> dict[str, Any]:
+    """`conf/model/<name>.yaml` as a dict, for the several models of `speed.models`."""
+    folder = Path(__file__).resolve().parents[2] / "conf" / "model"
+    path = folder / f"{name}.yaml"
+    if not path.exists():
+        accepted = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise GenbenchError(f"unknown model {name!r} in speed.models; accepted: {accepted}")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def measure_model(
+    model: GenerativeModel, model_name: str, spec: DataSpec, weights: str, sc: DictConfig, device: torch.device
+) -> dict[str, Any]:
+    """Move a model to `device`, sweep it, and return its speed record."""
+    model.to(device).eval()
+    # A generator on the timing device: drawing the noise there is part of sampling, no host-to-device copy.
+    generator = torch.Generator(device=device).manual_seed(0)
+    log.info("speed: %s (%s weights) on %s", model_name, weights, device_name(device))
+    return speed_record(model, model_name, spec, weights, sc, sweep(model, sc, generator))
+
+
+def run_speed(cfg: DictConfig) -> list[dict[str, Any]]:
+    """`genbench speed`: sweep one model (`model=...` or `run_dir=...`) or several (`speed.models=[...]`).
+
+    One model writes `<out_dir>/speed.json`; several write `<folder>/<model>/speed.json` with `folder` =
+    `speed.out_dir`, or `results/speed/<device>/<dataset>` when unset. Then the folder gets its speed report.
+
+    Returns:
+        The speed records written.
+    """
+    from genbench.pipeline import build_dataset, build_model, load_run  # the pipeline imports this module
+    from genbench.train import resolve_device
+
+    sc = cfg.speed
+    device = resolve_device(cfg.train.device)
+    if sc.get("threads"):
+        torch.set_num_threads(int(sc.threads))
+    names = list(sc.get("models") or [])
+    if cfg.get("run_dir"):
+        if names:
+            raise GenbenchError("run_dir= measures one trained run; leave speed.models empty with it")
+        model, data, run_cfg = load_run(cfg.run_dir)
+        record = measure_model(model, run_cfg.model.name, data.spec, "trained", sc, device)
+        return _finish([(record, Path(cfg.out_dir))], Path(cfg.out_dir), sc.reference)
+    data = build_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))
+    if not names:
+        torch.manual_seed(cfg.seed)
+        model = build_model(OmegaConf.to_container(cfg.model, resolve=True), data.spec)
+        record = measure_model(model, cfg.model.name, data.spec, "random", sc, device)
+        return _finish([(record, Path(cfg.out_dir))], Path(cfg.out_dir), sc.reference)
+    folder = Path(sc.out_dir) if sc.get("out_dir") else Path("results/speed") / device_slug(device) / data.spec.name
+    done = []
+    for name in names:
+        torch.manual_seed(cfg.seed)
+        model = build_model(model_config(name), data.spec)
+        done.append((measure_model(model, name, data.spec, "random", sc, device), folder / name))
+        write_record(*done[-1])  # each record lands as soon as it is measured: a later failure loses nothing
+    return _finish(done, folder, sc.reference)
+
+
+def _finish(done: list[tuple[dict[str, Any], Path]], folder: Path, reference: str | None) -> list[dict[str, Any]]:
+    for record, where in done:
+        log.info("speed: wrote %s", write_record(record, where))
+    for path in speed_report(folder, reference=reference).values():
+        log.info("speed: wrote %s", path)
+    return [record for record, _ in done]
