@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from genbench.data import DataSpec
+from genbench.errors import GenbenchError
 from genbench.metrics import speed
+from genbench.metrics.speed_report import speed_report
 from genbench.model import GenerativeModel, randn
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 SPEC = DataSpec("tiny", (1, 4, 4), 256, (0.0, 1.0), 8, 8, "synthetic")
+POINT_KEYS = (
+    "model", "dataset", "shape", "weights", "device", "torch", "threads", "cpu_model", "mode", "dtype", "compile",
+    "batch_size", "status", "throughput", "latency_median_s", "latency_min_s", "latency_max_s", "first_call_s",
+    "repeats", "peak_memory_bytes", "memory_kind", "flops_per_sample", "achieved_flops", "peak_flops",
+    "fraction_of_peak",
+)  # fmt: skip
 
 
 class TinyLinear(GenerativeModel):
@@ -66,3 +77,150 @@ def test_time_calls_counts_calls_and_respects_budget() -> None:
     # a spent budget stops after the minimum number of timed repeats
     timing = speed.time_calls(lambda: calls.append(1), torch.device("cpu"), 10, 0, budget_s=-1.0, min_repeats=2)
     assert len(timing.times_s) == 2 and len(calls) == 3
+
+
+def sweep_cfg(**overrides: object) -> DictConfig:
+    """A tiny CPU sweep config: the keys of conf/speed/default.yaml."""
+    base = OmegaConf.load(CONF / "speed" / "default.yaml")
+    tiny = {"batch_sizes": [1, 2, 4, 8], "max_batch": 8, "repeats": 2, "warmup": 0, "min_repeats": 1, "budget_s": None}
+    return OmegaConf.merge(base, tiny, overrides)
+
+
+class OOMAt(TinyLinear):
+    """TinyLinear that fails like an exhausted allocator at batch sizes >= `limit`."""
+
+    def __init__(self, spec: DataSpec, limit: int, error: BaseException) -> None:
+        super().__init__(spec)
+        self.limit, self.error = limit, error
+
+    def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
+        if n >= self.limit:
+            raise self.error
+        return super().sample(n, generator, mode)
+
+
+def test_flop_count_of_a_linear_layer_matches_the_hand_count() -> None:
+    model = TinyLinear(SPEC, latent_dim=8)
+    d_in, d_out = 8, SPEC.dim
+    # one sample = one (1 x d_in) @ (d_in x d_out) matmul = d_in * d_out multiply-adds = 2 * d_in * d_out FLOPs
+    assert speed.count_flops(speed.sampler(model, 1, "fast", "fp32", None)) == 2 * d_in * d_out
+    assert speed.count_flops(speed.sampler(model, 3, "fast", "fp32", None)) == 3 * 2 * d_in * d_out
+    assert speed.count_flops(speed.sampler(model, 1, "slow", "fp32", None)) == 2 * 2 * d_in * d_out
+    points = speed.sweep(model, sweep_cfg(batch_sizes=[2], max_batch=2), torch.Generator())
+    assert {p["mode"]: p["flops_per_sample"] for p in points} == {"fast": 2 * d_in * d_out, "slow": 4 * d_in * d_out}
+    for p in points:
+        assert p["achieved_flops"] == pytest.approx(p["flops_per_sample"] * p["throughput"])
+        assert p["fraction_of_peak"] is None  # no peak for a CPU
+
+
+def test_record_has_every_field() -> None:
+    model = TinyLinear(SPEC)
+    sc = sweep_cfg()
+    points = speed.sweep(model, sc, torch.Generator().manual_seed(0))
+    record = speed.speed_record(model, "tiny", SPEC, "random", sc, points)
+    for key in ("kind", "model", "dataset", "shape", "weights", "device", "torch", "threads", "cpu_model", "protocol"):
+        assert key in record, key
+    assert record["shape"] == "4x4" and record["weights"] == "random"
+    assert [(p["mode"], p["batch_size"]) for p in record["points"]] == [
+        (m, b) for m in ("fast", "slow") for b in (1, 2, 4, 8)
+    ]
+    for p in record["points"]:
+        missing = [k for k in POINT_KEYS if k not in p]
+        assert not missing, missing
+        assert p["status"] == "ok" and p["repeats"] == 2 and p["compile"] is False and p["dtype"] == "fp32"
+        assert p["latency_min_s"] <= p["latency_median_s"] <= p["latency_max_s"]
+        assert p["throughput"] == pytest.approx(p["batch_size"] / p["latency_median_s"])
+        assert p["memory_kind"] in ("rss_peak_delta", "rss_maxrss_growth") and p["peak_memory_bytes"] >= 0
+    names = [(m["name"], m["mode"], m["batch_size"]) for m in record["metrics"]]
+    assert len(names) == 2 * len(record["points"]) and ("sample_latency", "slow", 8) in names
+    for m in record["metrics"]:
+        assert m["kind"] == "measured" and all(k in m for k in ("device", "batch_size", "dtype", "mode", "torch"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1099511627776 bytes."),
+        MemoryError(),
+    ],
+)
+def test_batch_sweep_stops_cleanly_at_out_of_memory(error: BaseException) -> None:
+    model = OOMAt(SPEC, limit=4, error=error)
+    points = speed.sweep(model, sweep_cfg(modes=["fast"]), torch.Generator())
+    assert [(p["batch_size"], p["status"]) for p in points] == [(1, "ok"), (2, "ok"), (4, "oom")]
+    assert type(error).__name__ in points[-1]["error"]
+
+
+def test_other_errors_are_not_taken_for_out_of_memory() -> None:
+    model = OOMAt(SPEC, limit=2, error=RuntimeError("shape mismatch"))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        speed.sweep(model, sweep_cfg(modes=["fast"]), torch.Generator())
+
+
+def test_sweep_stops_before_a_point_over_budget() -> None:
+    # a negative budget: every next point is predicted to exceed it, so the sweep stops after the first
+    points = speed.sweep(TinyLinear(SPEC), sweep_cfg(modes=["slow"], budget_s=-1.0), torch.Generator())
+    assert [(p["batch_size"], p["status"]) for p in points] == [(1, "ok"), (2, "budget")]
+
+
+def test_cpu_sweeps_fp32_only_and_unknown_dtypes_are_refused() -> None:
+    points = speed.sweep(TinyLinear(SPEC), sweep_cfg(modes=["fast"], dtypes=["fp32", "bf16"]), torch.Generator())
+    assert {p["dtype"] for p in points} == {"fp32"}
+    with pytest.raises(GenbenchError, match="fp8"):
+        speed.sweep(TinyLinear(SPEC), sweep_cfg(dtypes=["fp8"]), torch.Generator())
+
+
+def test_compiled_variant_is_measured_apart() -> None:
+    sc = sweep_cfg(modes=["fast"], batch_sizes=[2], compile=[False, True], compile_backend="eager", flops=False)
+    points = speed.sweep(TinyLinear(SPEC), sc, torch.Generator())
+    assert [(p["compile"], p["status"]) for p in points] == [(False, "ok"), (True, "ok")]
+
+
+def test_peak_memory_sees_a_large_allocation_on_cpu() -> None:
+    with speed.peak_memory(torch.device("cpu")) as mem:
+        block = torch.ones(16 * 2**20)  # 64 MiB, every page touched
+        del block
+    assert mem["peak_memory_bytes"] >= 48 * 2**20
+
+
+def test_peak_flops_table_matches_device_names() -> None:
+    assert speed.peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989e12
+    assert speed.peak_flops("NVIDIA H100 PCIe", "fp32") == 51e12
+    assert speed.peak_flops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5e12
+    assert speed.peak_flops("NVIDIA A10", "fp32") == 31.2e12
+    assert speed.peak_flops("Tesla T4", "bf16") is None  # no bf16 on Turing
+    assert speed.peak_flops("cpu (x86_64, 2 threads)", "fp32") is None
+
+
+def fake_point(model: str, mode: str, batch: int, throughput: float, status: str = "ok") -> dict:
+    point = {"model": model, "mode": mode, "dtype": "fp32", "compile": False, "batch_size": batch, "status": status}
+    point.update(shape="28x28", device="devX", torch="t", threads=1, dataset="mnist", weights="random")
+    if status == "ok":
+        point.update(throughput=throughput, latency_median_s=batch / throughput, latency_min_s=batch / throughput)
+        point.update(latency_max_s=batch / throughput, first_call_s=1.0, repeats=10)
+    return point
+
+
+def test_speed_report_ratio_table_against_the_gan(tmp_path: Path) -> None:
+    gan = [fake_point("gan", "default", 1, 1000.0), fake_point("gan", "default", 16, 8000.0)]
+    pix = [
+        fake_point("pixelcnn", "cached", 1, 50.0),
+        fake_point("pixelcnn", "cached", 16, 400.0),
+        fake_point("pixelcnn", "naive", 1, 2.0),
+        fake_point("pixelcnn", "naive", 16, 0.0, status="oom"),
+    ]
+    for name, points in (("gan", gan), ("pixelcnn", pix)):
+        speed.write_record({"kind": "speed", "points": points}, tmp_path / name)
+    written = speed_report(tmp_path, reference="gan")
+    text = written["ratios"].read_text()
+    assert "gan : pixelcnn (cached) : pixelcnn (naive) at 28x28 on devX" in text
+    table = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ") and "batch 1" not in line]
+    rows = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in table}
+    assert rows["gan"] == ["1", "1"]
+    assert rows["pixelcnn (cached)"] == ["20", "20"]  # 1000/50 and 8000/400
+    assert rows["pixelcnn (naive)"] == ["500", "n/a: oom"]  # 1000/2
+    assert "At batch 1: 1000 : 50 : 2 samples/s" in text
+    csv_lines = written["csv"].read_text().splitlines()
+    assert len(csv_lines) == 1 + 6 and csv_lines[0].startswith("model,mode,dtype")
+    assert written["png"].stat().st_size > 0 and "oom" in written["md"].read_text()

@@ -39,6 +39,7 @@ from genbench.results import Metric, atomic_write_text, device_name, git_commit
 
 log = logging.getLogger(__name__)
 SPEED_SCHEMA_VERSION = 1
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 METRIC_EXTRA_KEYS = ("device", "torch", "threads", "batch_size", "dtype", "mode", "compile", "weights", "repeats")
 # Peak dense (no sparsity) FLOP/s from NVIDIA's data sheets. "fp32" is the plain (non-tensor-core) fp32 peak; cuDNN
@@ -187,7 +188,8 @@ def is_out_of_memory(err: BaseException) -> bool:
     """True for the errors that mean "this batch does not fit": CUDA OOM, host MemoryError, allocator messages."""
     if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    # CUDA says "out of memory"; PyTorch's CPU allocator says "DefaultCPUAllocator: can't allocate memory".
+    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in OOM_MESSAGES)
 
 
 # --------------------------------------------------------------------------------------------------------------
