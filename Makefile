@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.install.stamp
 MODEL ?= gan
 ARGS ?=
+COMMA := ,
 
 .PHONY: install test bench lint compare speed report clean
 
@@ -29,8 +30,10 @@ lint: install
 compare: install
 	@echo "make compare: not built yet (issue: comparisons and reports). Use 'genbench bench -m model=gan,vae seed=0,1,2'." >&2; exit 2
 
+# make speed MODEL=pixelcnn ARGS="dataset=mnist speed=cpu": one model, record in out_dir (as in `make bench`).
+# make speed MODEL=gan,vae,pixelcnn ARGS="dataset=mnist": several models, records + report under results/speed/<device>/.
 speed: install
-	@echo "make speed: not built yet (issue: sampling-speed harness)." >&2; exit 2
+	$(BIN)/genbench speed $(if $(findstring $(COMMA),$(MODEL)),'speed.models=[$(MODEL)]',model=$(MODEL)) $(ARGS)
 
 report: install
 	@echo "make report: not built yet (issue: comparisons and reports)." >&2; exit 2
