@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from genbench.data import Dataset, DataSpec, binarize
+from genbench.metrics import ais
 from genbench.metrics import likelihood as lk
 from genbench.model import GenerativeModel
 
@@ -134,3 +135,177 @@ def test_disabled_and_no_likelihood_give_nothing() -> None:
         likelihood = "none"
 
     assert lk.evaluate(NoDensity(data.spec), data, eval_cfg(), None) == []
+
+
+# ----------------------------------------------------------------------------- a linear-Gaussian decoder (pPCA)
+
+D_OBS, D_LAT, SIGMA = 6, 2, 0.3
+
+
+class LinearDecoder(GenerativeModel):
+    """x = W z + b (+ noise), z ~ N(0, I): a GAN-like decoder with no observation model of its own."""
+
+    likelihood = "none"
+
+    def __init__(self, spec: DataSpec, seed: int = 0) -> None:
+        super().__init__(spec)
+        gen = torch.Generator().manual_seed(seed)
+        self.W = torch.nn.Parameter(torch.randn(D_OBS, D_LAT, generator=gen))
+        self.b = torch.nn.Parameter(0.5 * torch.randn(D_OBS, generator=gen))
+        self.latent_dim = D_LAT
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.W.T + self.b
+
+    def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
+        z = torch.randn(n, D_LAT, generator=generator)
+        return self.decode(z) + SIGMA * torch.randn(n, D_OBS, generator=generator)
+
+    def marginal(self) -> torch.distributions.MultivariateNormal:
+        """The closed form: p(x) = N(b, W W^T + sigma^2 I)."""
+        W, b = self.W.detach().double(), self.b.detach().double()
+        return torch.distributions.MultivariateNormal(b, W @ W.T + SIGMA**2 * torch.eye(D_OBS, dtype=torch.float64))
+
+    def exact_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.marginal().log_prob(x.double())
+
+
+class PPCA(LinearDecoder):
+    """pPCA with its own observation model and an IWAE bound from a deliberately wrong Gaussian encoder."""
+
+    likelihood = "bound"
+
+    def __init__(self, spec: DataSpec, seed: int = 0) -> None:
+        super().__init__(spec, seed)
+        self.max_asked = 0
+
+    def log_prob_given_latent(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        sq = (((x - self.decode(z)) / SIGMA) ** 2).sum(1)
+        return -0.5 * sq - D_OBS * (math.log(SIGMA) + 0.5 * math.log(2 * math.pi))
+
+    def sample_given_latent(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.decode(z) + SIGMA * torch.randn(len(z), D_OBS, generator=generator)
+
+    def log_prob_bound(self, x: torch.Tensor, k: int, chunk: int = 16) -> torch.Tensor:
+        # q(z|x): the exact posterior mean shrunk by 0.7, with a too wide isotropic std: not the posterior.
+        W = self.W.detach()
+        precision = W.T @ W / SIGMA**2 + torch.eye(D_LAT)
+        mean = 0.7 * torch.linalg.solve(precision, W.T @ (x - self.b).T / SIGMA**2).T  # (B, d)
+        std = 1.5 * float(torch.linalg.inv(precision).diagonal().mean().sqrt())
+
+        def log_weights(n: int) -> torch.Tensor:
+            self.max_asked = max(self.max_asked, n)
+            eps = torch.randn(n, *mean.shape)
+            z = mean + std * eps  # (n, B, d)
+            log_q = -0.5 * (eps**2).sum(-1) - D_LAT * (math.log(std) + 0.5 * math.log(2 * math.pi))
+            log_prior = -0.5 * (z**2).sum(-1) - 0.5 * D_LAT * math.log(2 * math.pi)
+            x_rep = x.expand(n, *x.shape).reshape(-1, D_OBS)  # (n*B, D)
+            log_lik = self.log_prob_given_latent(x_rep, z.reshape(-1, D_LAT)).view(n, -1)
+            return log_lik + log_prior - log_q
+
+        return lk.chunked_logmeanexp(log_weights, k, chunk)
+
+
+def ppca_data(model: LinearDecoder, n_train: int = 64, n_test: int = 48) -> Dataset:
+    spec = DataSpec("ppca", (D_OBS,), None, (-10.0, 10.0), n_train, n_test, "test: samples of the pPCA model")
+    x = model.sample(n_train + n_test, torch.Generator().manual_seed(3)).detach()
+    return Dataset(spec, x[:n_train], x[n_train:])
+
+
+def ais_cfg(**overrides: object) -> dict:
+    base = {
+        "enabled": True,
+        "n_test": 24,
+        "batch_size": 24,
+        "steps": 300,
+        "chains": 16,
+        "leapfrog": 5,
+        "step_size": 0.2,
+        "target_accept": 0.65,
+        "sigma_grid": [0.1, 0.3, 1.0],
+        "select_n": 24,
+        "select_steps": 50,
+        "bdmc_n": 0,
+    }
+    return {**base, **overrides}
+
+
+def ais_nll(metrics: list) -> object:
+    return next(m for m in metrics if m.name == "nll_nats" and m.extra["method"] == "ais")
+
+
+def test_ais_agrees_with_ppca_closed_form() -> None:
+    model = PPCA(DataSpec("ppca", (D_OBS,), None, (-10.0, 10.0), 1, 1, "-"))
+    data = ppca_data(model)
+    cfg = eval_cfg(iwae_k=[], ais=ais_cfg())
+    m = ais_nll(lk.ais_metrics(model, data, cfg.likelihood, torch.Generator().manual_seed(0)))
+    exact_nll = float(-model.exact_log_prob(data.test[:24]).mean())
+    assert m.kind == "lower_bound" and m.n == 24 and m.extra["obs_model"] == "model"
+    assert abs(m.value - exact_nll) < min(m.stderr, 0.2)  # within its standard error over examples
+    assert 0.5 < m.extra["accept_rate"] < 0.8  # the step size was steered toward the 0.65 target
+
+
+def test_ais_per_example_error_is_within_its_monte_carlo_error() -> None:
+    model = PPCA(DataSpec("ppca", (D_OBS,), None, (-10.0, 10.0), 1, 1, "-"))
+    x = ppca_data(model).test[:24]
+    truth = model.exact_log_prob(x)
+    gen = torch.Generator().manual_seed(1)
+    obs = model.log_prob_given_latent
+    est, _ = ais.ais_log_prob(obs, x, D_LAT, ais.AISSettings(300, 5, 0.2, 0.65, 16), gen)
+    err = (est - truth).double()
+    # Mean error within 3 standard errors of the per-example differences (plus a small bias allowance).
+    assert abs(float(err.mean())) < 3 * float(err.std()) / math.sqrt(len(err)) + 0.05
+    assert float(err.abs().median()) < 0.25
+    # One step is importance sampling from the prior: far worse, so the annealing is doing the work.
+    prior_is, _ = ais.ais_log_prob(obs, x, D_LAT, ais.AISSettings(1, 5, 0.2, 0.65, 16), gen)
+    assert float((truth - prior_is).mean()) > 5 * float(err.abs().mean())
+
+
+def test_gaussian_observation_picks_the_true_sigma_and_matches_closed_form() -> None:
+    model = LinearDecoder(DataSpec("ppca", (D_OBS,), None, (-10.0, 10.0), 1, 1, "-"))
+    data = ppca_data(model)
+    cfg = eval_cfg(iwae_k=[], ais=ais_cfg())
+    m = ais_nll(lk.ais_metrics(model, data, cfg.likelihood, torch.Generator().manual_seed(2)))
+    assert m.extra["obs_model"] == "gaussian" and m.extra["obs_sigma"] == SIGMA
+    assert set(m.extra["obs_sigma_scores"]) == {"0.1", "0.3", "1.0"}
+    # With sigma = 0.3 the Gaussian observation model is exactly the pPCA that generated the data.
+    assert abs(m.value - float(-model.exact_log_prob(data.test[:24]).mean())) < min(m.stderr, 0.2)
+
+
+def test_elbo_below_iwae_below_exact_and_iwae_rises_with_k_in_chunks() -> None:
+    torch.manual_seed(0)
+    model = PPCA(DataSpec("ppca", (D_OBS,), None, (-10.0, 10.0), 1, 1, "-"))
+    data = ppca_data(model, n_test=200)
+    metrics = lk.evaluate(model, data, eval_cfg(batch_size=50, iwae_k=[4, 64], chunk=8), None)
+    nll = {m.extra["method"]: m.value for m in metrics}
+    exact = float(-model.exact_log_prob(data.test).mean())
+    assert list(nll) == ["elbo", "iwae-4", "iwae-64"]
+    assert nll["elbo"] > nll["iwae-4"] + 0.05 > nll["iwae-64"] + 0.1 > exact + 0.1 - 0.05
+    assert nll["iwae-64"] >= exact
+    assert model.max_asked == 8  # cfg.likelihood.chunk reached the model: never 64 samples at once
+
+
+def test_bdmc_bracket_contains_the_truth() -> None:
+    model = PPCA(DataSpec("ppca", (D_OBS,), None, (-10.0, 10.0), 1, 1, "-"))
+    settings = ais.AISSettings(steps=15, leapfrog=5, step_size=0.05, chains=4)
+    gen = torch.Generator().manual_seed(4)
+    x, lower, upper = ais.bdmc(
+        model.log_prob_given_latent, model.sample_given_latent, D_LAT, 32, settings, gen, torch.device("cpu")
+    )
+    truth = float(model.exact_log_prob(x).mean())
+    # Few steps, so the gap is visible: forward below, reverse above the truth.
+    assert float(lower.mean()) < truth < float(upper.mean())
+    assert float(upper.mean() - lower.mean()) > 0.05
+
+    data = ppca_data(model)
+    cfg = eval_cfg(ais=ais_cfg(steps=15, n_test=8, bdmc_n=16))
+    m = ais_nll(lk.ais_metrics(model, data, cfg.likelihood, gen))
+    assert m.extra["bdmc_n"] == 16 and m.extra["bdmc_lower"] < m.extra["bdmc_upper"]
+    assert m.extra["bdmc_gap_nats"] == pytest.approx(m.extra["bdmc_upper"] - m.extra["bdmc_lower"])
+
+
+def test_sigmoid_schedule_runs_from_zero_to_one() -> None:
+    betas = ais.sigmoid_schedule(100)
+    assert betas[0] == 0 and betas[-1] == 1 and len(betas) == 101
+    assert bool((betas.diff() > 0).all())
+    assert float(betas.diff()[0]) < float(betas.diff()[50])  # dense near the ends, as Wu et al.
