@@ -37,7 +37,7 @@ from genbench.results import RECORD_NAME, REQUIRED_METRIC_KEYS, atomic_write_tex
 MODEL_ORDER = ("gan", "vae", "pixelcnn", "pixelrnn", "nice", "realnvp", "dbm", "gsn")
 KIND_MARK = {"exact": "=", "lower_bound": "≤", "estimate": "≈", "measured": ""}
 # Fields of a metric that tell two measurements of the same name apart (method, features, batch, ...).
-VARIANT_FIELDS = ("method", "features", "k", "mode", "batch_size", "dtype", "device", "split")
+VARIANT_FIELDS = ("method", "features", "k", "mode", "batch_size", "dtype", "compile", "device", "split")
 FEATURE_ORDER = ("inception", "domain", "raw")
 FP32 = ("float32", "fp32", "torch.float32")
 CURVE_NAME = "curve.csv"  # written by genbench.train: a `step` column, then the model's scalars (loss first)

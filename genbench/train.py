@@ -115,7 +115,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as err:  # torch raises many types for corrupt/foreign pickles
         raise GenbenchError(
             f"cannot load checkpoint {path}: not a genbench checkpoint or corrupt ({type(err).__name__})"
-        )
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise GenbenchError(f"{path} is not a genbench checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     return state

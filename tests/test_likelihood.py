@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from genbench.data import Dataset, DataSpec, binarize
+from genbench.data import Dataset, DataSpec, ToyMixture, binarize
 from genbench.metrics import ais
 from genbench.metrics import likelihood as lk
 from genbench.model import GenerativeModel
@@ -309,3 +309,120 @@ def test_sigmoid_schedule_runs_from_zero_to_one() -> None:
     assert betas[0] == 0 and betas[-1] == 1 and len(betas) == 101
     assert bool((betas.diff() > 0).all())
     assert float(betas.diff()[0]) < float(betas.diff()[50])  # dense near the ends, as Wu et al.
+
+
+# ----------------------------------------------------------------------------- Parzen window and KL to truth
+
+
+class GaussSampler(GenerativeModel):
+    """Samples N(0, scale^2 I) and declares no likelihood (like a GAN): only sample-based estimates apply."""
+
+    likelihood = "none"
+
+    def __init__(self, spec: DataSpec, scale: float = 1.0) -> None:
+        super().__init__(spec)
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+        self.scale = scale
+
+    def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
+        return self.scale * torch.randn(n, *self.spec.shape, generator=generator)
+
+
+def test_parzen_single_kernel_is_the_gaussian_density() -> None:
+    x = torch.randn(7, 3, generator=torch.Generator().manual_seed(5))
+    center = torch.tensor([[0.5, -1.0, 2.0]])
+    want = torch.distributions.MultivariateNormal(center[0].double(), 0.3**2 * torch.eye(3, dtype=torch.float64))
+    torch.testing.assert_close(lk.parzen_log_density(x, center, 0.3, batch=3), want.log_prob(x.double()))
+
+
+def test_parzen_on_gaussian_data_lands_near_the_true_log_likelihood() -> None:
+    spec = DataSpec("gauss2d", (2,), None, (-5.0, 5.0), 400, 500, "test")
+    gen = torch.Generator().manual_seed(6)
+    data = Dataset(spec, torch.randn(400, 2, generator=gen), torch.randn(500, 2, generator=gen))
+    parzen = {"enabled": True, "n_samples": 4000, "n_valid": 400, "bandwidth_grid": [0.02, 0.1, 0.2, 0.3, 0.5, 2.0]}
+    metrics = lk.evaluate(GaussSampler(spec), data, eval_cfg(parzen=parzen), torch.Generator().manual_seed(7))
+    (m,) = metrics
+    truth = float(0.5 * (data.test.double() ** 2).sum(1).mean() + math.log(2 * math.pi))
+    assert (m.name, m.kind, m.extra["method"]) == ("nll_nats", "estimate", "parzen")
+    assert "Theis et al. 2016" in m.extra["warning"]
+    assert m.extra["bandwidth"] in (0.1, 0.2, 0.3, 0.5)  # not an edge of the grid
+    assert abs(m.value - truth) < 0.1  # a 2-D KDE with 4000 points is close to the truth
+
+
+def toy_mixture_data(n: int = 1000) -> Dataset:
+    density = ToyMixture("ring8")
+    gen = torch.Generator().manual_seed(8)
+    spec = DataSpec("toy2d", (2,), None, (-3.0, 3.0), n, n, "test")
+    return Dataset(spec, density.sample(n, gen), density.sample(n, gen), density=density)
+
+
+class WideGauss(ExactGauss):
+    """Exact density N(0, 2^2 I) in 2-D."""
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (x**2).sum(1) / 4 - math.log(2 * math.pi * 4)
+
+
+def test_kl_to_truth_with_an_exact_density_equals_the_hand_computed_mean() -> None:
+    data = toy_mixture_data()
+    metrics = lk.evaluate(WideGauss(data.spec), data, eval_cfg(kl_to_truth={"enabled": True}), None)
+    kl = next(m for m in metrics if m.name == "kl_to_truth")
+    x = data.test.double()
+    diff = data.density.log_density(x) - (-0.5 * (x**2).sum(1) / 4 - math.log(8 * math.pi))
+    assert kl.value == pytest.approx(float(diff.mean())) and kl.value > 0
+    assert kl.stderr == pytest.approx(float(diff.std() / math.sqrt(len(diff))))
+    assert (kl.kind, kl.unit, kl.extra["method"], kl.extra["density_kind"]) == ("estimate", "nats", "exact", "exact")
+
+
+def test_kl_to_truth_from_samples_is_small_for_a_perfect_sampler() -> None:
+    data = toy_mixture_data()
+
+    class MixtureSampler(GaussSampler):
+        def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
+            return data.density.sample(n, generator)
+
+    kl_cfg = {"enabled": True, "n_samples": 4000, "n_valid": 500, "bandwidth_grid": [0.01, 0.03, 0.05, 0.1, 0.3]}
+    metrics = lk.evaluate(MixtureSampler(data.spec), data, eval_cfg(kl_to_truth=kl_cfg), torch.Generator())
+    (kl,) = metrics
+    assert (kl.extra["method"], kl.extra["density_kind"]) == ("kde", "estimate")
+    assert -3 * kl.stderr < kl.value < 0.15
+    # The same estimator sees a model that ignores the ring: a large KL.
+    wide = lk.evaluate(GaussSampler(data.spec, scale=2.0), data, eval_cfg(kl_to_truth=kl_cfg), torch.Generator())
+    assert wide[0].value > 1.0
+
+
+# ----------------------------------------------------------------------------- the image path end to end
+
+
+class TinyImageDecoder(GenerativeModel):
+    """A GAN-like decoder on 8x8 images: sigmoid of a linear map of z; no likelihood of its own."""
+
+    likelihood = "none"
+
+    def __init__(self, spec: DataSpec) -> None:
+        super().__init__(spec)
+        self.net = torch.nn.Linear(3, spec.dim)
+        self.latent_dim = 3
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(z)).view(-1, *self.spec.shape)  # (N, C, H, W)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
+        return self.decode(torch.randn(n, 3, generator=generator))
+
+
+def test_image_decoder_gets_ais_and_parzen_in_bits_per_dim_on_dequantized_data() -> None:
+    data = image_data()
+    model = TinyImageDecoder(data.spec)
+    cfg = eval_cfg(
+        ais=ais_cfg(steps=5, chains=2, n_test=4, batch_size=4, select_n=4, select_steps=2, bdmc_n=2),
+        parzen={"enabled": True, "n_samples": 50, "n_valid": 10, "bandwidth_grid": [0.1, 0.3]},
+    )
+    metrics = lk.evaluate(model, data, cfg, torch.Generator().manual_seed(9))
+    names = [(m.name, m.extra["method"]) for m in metrics]
+    assert names == [("nll_nats", "ais"), ("nll_bpd", "ais"), ("nll_nats", "parzen"), ("nll_bpd", "parzen")]
+    ais_nats, ais_bpd = metrics[0], metrics[1]
+    assert ais_nats.extra["data"] == "dequantized" and ais_nats.extra["obs_sigma"] in (0.1, 0.3, 1.0)
+    assert ais_bpd.value == pytest.approx(float(lk.bits_per_dim(torch.tensor(-ais_nats.value).double(), 64, 17)))
+    assert ais_nats.extra["bdmc_n"] == 2 and math.isfinite(ais_nats.extra["bdmc_gap_nats"])
+    assert all(p.requires_grad for p in model.parameters())  # AIS froze them only while it ran

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,47 @@ def test_speed_report_ratio_table_against_the_gan(tmp_path: Path) -> None:
     csv_lines = written["csv"].read_text().splitlines()
     assert len(csv_lines) == 1 + 6 and csv_lines[0].startswith("model,mode,dtype")
     assert written["png"].stat().st_size > 0 and "oom" in written["md"].read_text()
+
+
+def compose_speed(tmp_path: Path, *overrides: str) -> DictConfig:
+    """The config `genbench speed <overrides>` gets, with a tiny CPU sweep and outputs in tmp_path."""
+    from hydra import compose, initialize_config_dir
+
+    tiny = ["speed=cpu", "speed.batch_sizes=[1,2]", "speed.repeats=2", "speed.warmup=0", "train.device=cpu"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[*tiny, "dataset=digits", f"out_dir={tmp_path / 'one'}", *overrides])
+
+
+def test_run_speed_one_fresh_model_writes_record_and_report(tmp_path: Path) -> None:
+    (record,) = speed.run_speed(compose_speed(tmp_path, "model=gan"))
+    assert record["model"] == "gan" and record["weights"] == "random" and record["shape"] == "8x8"
+    for name in ("speed.json", "speed_table.md", "speed_table.csv", "speed.png", "speed_ratios.md"):
+        assert (tmp_path / "one" / name).exists(), name
+    assert json.loads((tmp_path / "one" / "speed.json").read_text())["points"] == record["points"]
+
+
+def test_run_speed_several_models_in_one_command(tmp_path: Path) -> None:
+    cfg = compose_speed(tmp_path, "speed.models=[gan,vae]", f"speed.out_dir={tmp_path / 'many'}")
+    records = speed.run_speed(cfg)
+    assert [r["model"] for r in records] == ["gan", "vae"]
+    assert (tmp_path / "many" / "gan" / "speed.json").exists() and (tmp_path / "many" / "vae" / "speed.json").exists()
+    title = (tmp_path / "many" / "speed_ratios.md").read_text().splitlines()[2]  # "### a : b at 8x8 on <device>"
+    lines, _, where = title.removeprefix("### ").partition(" at ")
+    assert set(lines.split(" : ")) == {"gan", "vae"} and where == f"8x8 on {records[0]['device']}"
+    with pytest.raises(GenbenchError, match="unknown model 'nope'"):
+        speed.run_speed(compose_speed(tmp_path, "speed.models=[nope]"))
+
+
+def test_run_speed_on_a_run_directory_says_trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import genbench.pipeline
+
+    run_cfg = OmegaConf.create({"model": {"name": "tiny"}})
+    monkeypatch.setattr(genbench.pipeline, "load_run", lambda run_dir: (TinyLinear(SPEC), FakeData(SPEC), run_cfg))
+    (record,) = speed.run_speed(compose_speed(tmp_path, f"run_dir={tmp_path}", "speed.modes=[fast]"))
+    assert record["weights"] == "trained" and record["model"] == "tiny"
+    assert {p["mode"] for p in record["points"]} == {"fast"}
+
+
+class FakeData:
+    def __init__(self, spec: DataSpec) -> None:
+        self.spec = spec

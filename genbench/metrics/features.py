@@ -193,18 +193,17 @@ def inception_extractor(fcfg: Any, device: torch.device, net: nn.Module | None =
 
 
 class DomainClassifier(nn.Module):
-    """A small CNN for any (C, H, W): two 3x3 conv stages, 2x2 max-pool, adaptive pool to 4x4, two linears."""
+    """A small CNN for any (C, H, W): two 3x3 convs (2x2 max-pool between them from 16 px up), adaptive pool to
+    4x4, then two linears; the first linear's ReLU output is the feature vector."""
 
-    def __init__(self, spec: DataSpec, num_classes: int, width: int = 32, feature_dim: int = 128) -> None:
+    def __init__(self, spec: DataSpec, num_classes: int, width: int = 16, feature_dim: int = 128) -> None:
         super().__init__()
         channels = spec.shape[0]
         self.conv = nn.Sequential(
             nn.Conv2d(channels, width, 3, padding=1),
             nn.ReLU(),
+            nn.MaxPool2d(2) if min(spec.shape[1:]) >= 16 else nn.Identity(),  # MNIST/CIFAR: 28/32 -> 14/16 px
             nn.Conv2d(width, 2 * width, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2) if min(spec.shape[1:]) >= 8 else nn.Identity(),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
             nn.ReLU(),
             nn.AdaptiveAvgPool2d(4),  # any input size -> (B, 2w, 4, 4)
         )
@@ -219,7 +218,7 @@ class DomainClassifier(nn.Module):
 
 
 def _domain_config(dcfg: Any) -> dict[str, Any]:
-    keys = {"width": 32, "feature_dim": 128, "epochs": 20, "max_steps": 1500, "batch_size": 128, "lr": 1e-3}
+    keys = {"width": 16, "feature_dim": 128, "epochs": 20, "max_steps": 1000, "batch_size": 128, "lr": 1e-3}
     keys.update({"seed": 0, "version": DOMAIN_VERSION})
     return {k: (dcfg.get(k, v) if dcfg is not None else v) for k, v in keys.items()}
 

@@ -53,7 +53,10 @@ def _trace_sqrt_product_numpy(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
         factor = v * np.sqrt(np.clip(w, 0.0, None))  # (D, D), columns scaled
         m = factor.T @ sigma2 @ factor
     eig = np.linalg.eigvalsh((m + m.T) / 2)  # symmetrise away round-off asymmetry
-    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    # eigenvalues that are zero in exact arithmetic come out as +-eps * |M|; their square roots (1e-8 each) would
+    # add up, so values under the usual rank tolerance count as zero (as in numpy's matrix_rank)
+    tol = max(float(eig.max()), 0.0) * len(eig) * np.finfo(np.float64).eps
+    return float(np.sqrt(eig[eig > tol]).sum())
 
 
 def _trace_sqrt_product_torch(sigma1: torch.Tensor, sigma2: torch.Tensor) -> float:
@@ -64,7 +67,8 @@ def _trace_sqrt_product_torch(sigma1: torch.Tensor, sigma2: torch.Tensor) -> flo
         lower = v * w.clamp_min(0).sqrt()
     m = lower.T @ sigma2 @ lower
     eig = torch.linalg.eigvalsh((m + m.T) / 2)
-    return float(eig.clamp_min(0).sqrt().sum())
+    tol = max(float(eig.max()), 0.0) * len(eig) * torch.finfo(torch.float64).eps  # as in the numpy route
+    return float(eig[eig > tol].sqrt().sum())
 
 
 def frechet_distance(
