@@ -68,10 +68,12 @@ def resolve_features(name: str, data: Dataset) -> str:
 
 
 @torch.no_grad()
-def extract(extractor: FeatureExtractor, x: torch.Tensor, batch_size: int, desc: str = "features") -> np.ndarray:
+def extract(
+    extractor: FeatureExtractor, x: torch.Tensor, batch_size: int, desc: str = "features", progress: bool = True
+) -> np.ndarray:
     """Features of `x` (N, *shape), computed in batches on the extractor's device; float32 array (N, D)."""
     out = []
-    for start in tqdm(range(0, len(x), batch_size), desc=desc, leave=False, unit="batch"):
+    for start in tqdm(range(0, len(x), batch_size), desc=desc, leave=False, unit="batch", disable=not progress):
         batch = x[start : start + batch_size].to(extractor.device, torch.float32)
         out.append(extractor.fn(batch).float().cpu())
     return torch.cat(out).numpy()
@@ -218,7 +220,7 @@ class DomainClassifier(nn.Module):
 
 
 def _domain_config(dcfg: Any) -> dict[str, Any]:
-    keys = {"width": 16, "feature_dim": 128, "epochs": 20, "max_steps": 1000, "batch_size": 128, "lr": 1e-3}
+    keys = {"width": 16, "feature_dim": 128, "epochs": 10, "max_steps": 1000, "batch_size": 128, "lr": 1e-3}
     keys.update({"seed": 0, "version": DOMAIN_VERSION})
     return {k: (dcfg.get(k, v) if dcfg is not None else v) for k, v in keys.items()}
 

@@ -166,9 +166,9 @@ def generated_features(
 ) -> np.ndarray:
     """Features (n, D) of `n` model samples drawn in batches of `batch_size`."""
     out = []
-    for start in tqdm(range(0, n, batch_size), desc=f"samples -> {extractor.name} features", leave=False):
+    for start in tqdm(range(0, n, batch_size), desc=f"samples -> {extractor.name} features", leave=False, unit="batch"):
         x = model.sample(min(batch_size, n - start), generator=generator)
-        out.append(feats.extract(extractor, x, batch_size, desc="features"))
+        out.append(feats.extract(extractor, x, batch_size, progress=False))  # the outer bar shows progress
     return np.concatenate(out)
 
 
@@ -186,9 +186,9 @@ def _frechet_device(fcfg: Any, model_device: torch.device) -> torch.device | Non
 def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.Generator | None) -> list[Metric]:
     """FID, KID, precision and recall of `model`'s samples against the test split (eval section `fid`).
 
-    Keys of `cfg.fid`: enabled, features (auto|inception|domain|raw), n_gen, n_ref (null = the whole test split),
-    batch_size, kid_subsets, kid_subset_size, pr_k, pr_chunk, pr_max, linalg_device, weights_path, download,
-    cache_dir, domain (classifier settings).
+    Keys of `cfg.fid` (conf/eval/*.yaml documents each): enabled, features (auto|inception|domain|raw), n_gen,
+    n_gen_cpu, n_ref, batch_size, kid_subsets, kid_subset_size, pr_k, pr_chunk, pr_max, linalg_device,
+    weights_path, download, cache_dir, domain (classifier settings).
     """
     fcfg = cfg.get("fid")
     if fcfg is None or not fcfg.get("enabled", True):
@@ -202,6 +202,8 @@ def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.G
         data.test[:n_ref], extractor, f"{data.spec.name}-test-{name}", batch_size, fcfg.get("cache_dir")
     )
     n_gen = int(fcfg.get("n_gen", 2000))
+    if device.type == "cpu" and fcfg.get("n_gen_cpu"):
+        n_gen = min(n_gen, int(fcfg.n_gen_cpu))  # slow samplers (autoregressive) on a CPU: a smaller protocol
     gen = generated_features(model, n_gen, extractor, batch_size, generator)
     mu, sigma = statistics(gen)
     common = {"features": name, "n_gen": n_gen, "n_ref": n_ref, **extractor.extra}
