@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from genbench.data import Dataset, DataSpec, ToyMixture, binarize
-from genbench.metrics import ais
+from genbench.metrics import ais, parzen
 from genbench.metrics import likelihood as lk
 from genbench.model import GenerativeModel
 
@@ -268,6 +268,7 @@ def test_gaussian_observation_picks_the_true_sigma_and_matches_closed_form() -> 
     m = ais_nll(lk.ais_metrics(model, data, cfg.likelihood, torch.Generator().manual_seed(2)))
     assert m.extra["obs_model"] == "gaussian" and m.extra["obs_sigma"] == SIGMA
     assert set(m.extra["obs_sigma_scores"]) == {"0.1", "0.3", "1.0"}
+    assert m.extra["obs_sigma_at_grid_edge"] is False
     # With sigma = 0.3 the Gaussian observation model is exactly the pPCA that generated the data.
     assert abs(m.value - float(-model.exact_log_prob(data.test[:24]).mean())) < min(m.stderr, 0.2)
 
@@ -332,7 +333,7 @@ def test_parzen_single_kernel_is_the_gaussian_density() -> None:
     x = torch.randn(7, 3, generator=torch.Generator().manual_seed(5))
     center = torch.tensor([[0.5, -1.0, 2.0]])
     want = torch.distributions.MultivariateNormal(center[0].double(), 0.3**2 * torch.eye(3, dtype=torch.float64))
-    torch.testing.assert_close(lk.parzen_log_density(x, center, 0.3, batch=3), want.log_prob(x.double()))
+    torch.testing.assert_close(parzen.parzen_log_density(x, center, 0.3, batch=3), want.log_prob(x.double()))
 
 
 def test_parzen_on_gaussian_data_lands_near_the_true_log_likelihood() -> None:
@@ -346,6 +347,7 @@ def test_parzen_on_gaussian_data_lands_near_the_true_log_likelihood() -> None:
     assert (m.name, m.kind, m.extra["method"]) == ("nll_nats", "estimate", "parzen")
     assert "Theis et al. 2016" in m.extra["warning"]
     assert m.extra["bandwidth"] in (0.1, 0.2, 0.3, 0.5)  # not an edge of the grid
+    assert m.extra["bandwidth_at_grid_edge"] is False
     assert abs(m.value - truth) < 0.1  # a 2-D KDE with 4000 points is close to the truth
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from genbench.data import Dataset, binarize, dequantize
 from genbench.metrics.ais import AISSettings, ObsModel, ObsSampler, ais_log_prob, bdmc
+from genbench.metrics.parzen import choose_bandwidth, parzen_log_density
 from genbench.model import GenerativeModel, has_decoder, randn
 from genbench.results import Metric
 
@@ -83,44 +84,6 @@ def mean_stderr(values: torch.Tensor) -> tuple[float, float]:
     return float(values.mean()), std / math.sqrt(n)
 
 
-def parzen_log_density(x: torch.Tensor, centers: torch.Tensor, bandwidth: float, batch: int = 256) -> torch.Tensor:
-    """Log density of an isotropic Gaussian kernel density estimate, per row of `x`.
-
-    `log p(x) = logsumexp_i(-|x - c_i|^2 / 2h^2) - log M - (D/2) log(2 pi h^2)`, computed `batch` rows
-    at a time in float64 so memory stays `O(batch x M)`.
-
-    Args:
-        x: query points `(N, D)`.
-        centers: kernel centres `(M, D)` (the model's samples).
-        bandwidth: kernel standard deviation `h`.
-        batch: query rows per block.
-
-    Returns:
-        Log densities `(N,)`, float64 on the CPU.
-    """
-    centers = centers.double()
-    m, dim = centers.shape
-    norm = math.log(m) + 0.5 * dim * math.log(2 * math.pi * bandwidth**2)
-    c_sq = (centers**2).sum(1)  # (M,)
-    out = []
-    for start in range(0, len(x), batch):
-        xb = x[start : start + batch].to(centers.device).double()
-        sq = (xb**2).sum(1, keepdim=True) + c_sq[None] - 2 * xb @ centers.T  # (b, M) squared distances
-        out.append((torch.logsumexp(-sq.clamp_min(0) / (2 * bandwidth**2), dim=1) - norm).cpu())
-    return torch.cat(out)
-
-
-def choose_bandwidth(valid: torch.Tensor, centers: torch.Tensor, grid: list[float]) -> tuple[float, dict[str, float]]:
-    """The bandwidth in `grid` with the highest mean log density on `valid` (Goodfellow et al. 2014).
-
-    Returns:
-        The chosen bandwidth and the mean validation log density of every candidate.
-    """
-    scores = {str(h): float(parzen_log_density(valid, centers, float(h)).mean()) for h in grid}
-    best = max(grid, key=lambda h: scores[str(h)])
-    return float(best), scores
-
-
 # ----------------------------------------------------------------------------- records
 
 
@@ -155,7 +118,6 @@ def nll_metrics(
 BINARIZE_SEED = 0  # the one fixed binarization of the data every binarized model is scored on
 DEQUANTIZE_SEED = 1  # the one fixed dequantization every Gaussian-kernel or Gaussian-observation score uses
 PARZEN_WARNING = "Parzen-window estimate, not a likelihood: unreliable in high dimension (Theis et al. 2016)"
-DENSITY_KINDS = {"exact": "exact", "bound": "lower_bound", "estimate": "estimate"}
 
 
 def accepts(fn: Callable[..., Any], name: str) -> bool:
@@ -199,6 +161,11 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_s
     for start in tqdm(range(0, len(x), batch_size), desc=desc, leave=False):
         out.append(fn(x[start : start + batch_size]).detach().double().cpu())
     return torch.cat(out)
+
+
+def at_edge(value: float, grid: Any) -> bool:
+    """True if a grid search chose an end of its grid: the best value may lie outside, so widen the grid."""
+    return len(grid) > 1 and value in (min(grid), max(grid))
 
 
 @contextmanager
@@ -313,7 +280,13 @@ def observation(
     held, levels, _ = model_inputs(model, data.train[-int(acfg.select_n) :], data.spec.levels)
     sigma, scores = choose_sigma(model, continuous_inputs(held, levels), acfg, generator)
     obs, sampler = gaussian_observation(model, sigma)
-    fields = {"obs_model": "gaussian", "obs_sigma": sigma, "obs_sigma_scores": scores, "obs_sigma_split": "train"}
+    fields = {
+        "obs_model": "gaussian",
+        "obs_sigma": sigma,
+        "obs_sigma_scores": scores,
+        "obs_sigma_split": "train",
+        "obs_sigma_at_grid_edge": at_edge(sigma, acfg.sigma_grid),
+    }
     return obs, sampler, True, fields
 
 
@@ -381,11 +354,12 @@ def parzen_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: 
     x, levels, note = test_inputs(model, data, lcfg.get("n_test"))
     lp = parzen_log_density(continuous_inputs(x, levels).flatten(1), centers.to(model.device), bandwidth)
     if levels is not None:
-        note = {**note, "data": f"{note.get('data', 'discrete')}, dequantized"}
+        note = {**note, "data": f"{note['data']}, dequantized" if "data" in note else "dequantized"}
     fields = {
         "bandwidth": bandwidth,
         "bandwidth_scores": scores,
         "bandwidth_split": "train",
+        "bandwidth_at_grid_edge": at_edge(bandwidth, pcfg.bandwidth_grid),
         "n_samples": len(centers),
         "warning": PARZEN_WARNING,
     }
@@ -404,7 +378,9 @@ def model_log_density(
         return lp, {"method": method, "density_kind": kind}
     centers, bandwidth, _ = kde_fit(model, data, lcfg.kl_to_truth, None, generator)
     lp = parzen_log_density(x, centers.to(model.device), bandwidth)
-    return lp, {"method": "kde", "density_kind": "estimate", "bandwidth": bandwidth, "n_samples": len(centers)}
+    edge = at_edge(bandwidth, lcfg.kl_to_truth.bandwidth_grid)
+    fields = {"method": "kde", "density_kind": "estimate", "bandwidth": bandwidth, "bandwidth_at_grid_edge": edge}
+    return lp, {**fields, "n_samples": len(centers)}
 
 
 def kl_to_truth_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list:
