@@ -144,11 +144,11 @@ class PixelCNN(GenerativeModel):
     def __init__(
         self,
         spec: DataSpec,
-        channels: int = 32,
-        n_layers: int = 5,
+        channels: int = 24,
+        n_layers: int = 4,
         kernel: int = 3,
         first_kernel: int = 5,
-        head_channels: int = 64,
+        head_channels: int = 32,
         num_classes: int | None = None,
         lr: float = 1e-3,
     ) -> None:
