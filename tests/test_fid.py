@@ -207,3 +207,11 @@ class ListOutput(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.net(x)]
+
+
+def test_n_gen_capped_on_cpu(tmp_path) -> None:
+    data = load_toy2d("ring8", n_train=10, n_test=300)
+    model = FixedSampler(data.spec, data.test)
+    metrics = fid.evaluate(model, data, fid_cfg(tmp_path, n_gen=400, n_gen_cpu=250), None)
+    assert metrics[0].extra["n_gen"] == metrics[0].n == 250
+    assert metrics[1].extra["subset_size"] == 100 and metrics[2].extra["n_ref"] == 250

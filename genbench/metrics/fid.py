@@ -183,6 +183,32 @@ def _frechet_device(fcfg: Any, model_device: torch.device) -> torch.device | Non
     return None if choice == "cpu" else torch.device(choice)
 
 
+def _kid_metric(
+    gen: np.ndarray, ref: np.ndarray, fcfg: Any, common: dict[str, Any], seed: int, device: torch.device
+) -> Metric:
+    n_subsets = int(fcfg.get("kid_subsets", 100))
+    subset = min(int(fcfg.get("kid_subset_size", 1000)), len(gen), len(ref))
+    mean, std = kid(gen, ref, n_subsets, subset, seed, device)
+    extra = {**common, "subsets": n_subsets, "subset_size": subset}
+    # stderr: the spread over subsets (Bińkowski et al. report mean ± std); subsets overlap, so std, not std/sqrt
+    return Metric("kid", mean, NO_UNIT, "estimate", std, len(gen), "test", extra)
+
+
+def _precision_recall_metrics(
+    gen: np.ndarray, ref: np.ndarray, fcfg: Any, common: dict[str, Any], device: torch.device
+) -> list[Metric]:
+    # equal-sized sets: the k-NN radii shrink as a set grows, so unequal sizes would bias the comparison
+    n = min(len(gen), len(ref), int(fcfg.get("pr_max", 10_000)))
+    k = int(fcfg.get("pr_k", 3))
+    p, r = precision_recall(ref[:n], gen[:n], k, int(fcfg.get("pr_chunk", 1024)), device)
+    extra = {**common, "k": k, "n_gen": n, "n_ref": n}
+    # no stderr: the n membership tests share one k-NN manifold, so they are not independent trials
+    return [
+        Metric("precision", p, "fraction", "estimate", None, n, "test", dict(extra)),
+        Metric("recall", r, "fraction", "estimate", None, n, "test", dict(extra)),
+    ]
+
+
 def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.Generator | None) -> list[Metric]:
     """FID, KID, precision and recall of `model`'s samples against the test split (eval section `fid`).
 
@@ -210,19 +236,7 @@ def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.G
     fid = frechet_distance(mu, sigma, ref.mu, ref.sigma, device=_frechet_device(fcfg, device))
     metrics = [Metric("fid", fid, NO_UNIT, "estimate", None, n_gen, "test", dict(common))]
 
-    seed = int(cfg.get("seed", 0))
-    subset = min(int(fcfg.get("kid_subset_size", 1000)), n_gen, n_ref)
-    kid_mean, kid_std = kid(gen, ref.features, int(fcfg.get("kid_subsets", 100)), subset, seed=seed)
-    kid_extra = {**common, "subsets": int(fcfg.get("kid_subsets", 100)), "subset_size": subset}
-    # stderr: the spread over subsets (Bińkowski et al. report mean ± std); subsets overlap, so std, not std/sqrt
-    metrics.append(Metric("kid", kid_mean, NO_UNIT, "estimate", kid_std, n_gen, "test", kid_extra))
-
-    # precision/recall compare equal-sized sets (the k-NN radii depend on the set size)
-    n_pr = min(n_gen, n_ref, int(fcfg.get("pr_max", 10_000)))
-    k = int(fcfg.get("pr_k", 3))
-    p, r = precision_recall(ref.features[:n_pr], gen[:n_pr], k=k, chunk=int(fcfg.get("pr_chunk", 1024)))
-    pr_extra = {**common, "k": k, "n_gen": n_pr, "n_ref": n_pr}
-    # no stderr: the n_pr membership tests share one k-NN manifold, so they are not independent trials
-    metrics.append(Metric("precision", p, "fraction", "estimate", None, n_pr, "test", dict(pr_extra)))
-    metrics.append(Metric("recall", r, "fraction", "estimate", None, n_pr, "test", dict(pr_extra)))
+    kernel_device = device if device.type == "cuda" else torch.device("cpu")  # kernels and distances: GPU if there
+    metrics.append(_kid_metric(gen, ref.features, fcfg, common, int(cfg.get("seed", 0)), kernel_device))
+    metrics += _precision_recall_metrics(gen, ref.features, fcfg, common, kernel_device)
     return metrics
