@@ -21,8 +21,8 @@ SPEC = DataSpec("tiny", (1, 4, 4), 256, (0.0, 1.0), 8, 8, "synthetic")
 POINT_KEYS = (
     "model", "dataset", "shape", "weights", "device", "torch", "threads", "cpu_model", "mode", "dtype", "compile",
     "batch_size", "status", "throughput", "latency_median_s", "latency_min_s", "latency_max_s", "first_call_s",
-    "repeats", "peak_memory_bytes", "memory_kind", "flops_per_sample", "achieved_flops", "peak_flops",
-    "fraction_of_peak",
+    "repeats", "warmup", "cpu_time_median_s", "load_avg_1m", "peak_memory_bytes", "memory_kind", "flops_per_sample",
+    "achieved_flops", "peak_flops", "fraction_of_peak",
 )  # fmt: skip
 
 
@@ -75,9 +75,9 @@ def test_time_calls_counts_calls_and_respects_budget() -> None:
     timing = speed.time_calls(lambda: calls.append(1), torch.device("cpu"), repeats=5, warmup=2)
     assert len(calls) == 1 + 2 + 5 and len(timing.times_s) == 5
     calls.clear()
-    # a spent budget stops after the minimum number of timed repeats
-    timing = speed.time_calls(lambda: calls.append(1), torch.device("cpu"), 10, 0, budget_s=-1.0, min_repeats=2)
-    assert len(timing.times_s) == 2 and len(calls) == 3
+    # a spent budget skips the warm-up and stops after the minimum number of timed repeats
+    timing = speed.time_calls(lambda: calls.append(1), torch.device("cpu"), 10, 2, budget_s=-1.0, min_repeats=2)
+    assert len(timing.times_s) == len(timing.cpu_times_s) == 2 and timing.warmup == 0 and len(calls) == 3
 
 
 def sweep_cfg(**overrides: object) -> DictConfig:
@@ -163,6 +163,21 @@ def test_sweep_stops_before_a_point_over_budget() -> None:
     # a negative budget: every next point is predicted to exceed it, so the sweep stops after the first
     points = speed.sweep(TinyLinear(SPEC), sweep_cfg(modes=["slow"], budget_s=-1.0), torch.Generator())
     assert [(p["batch_size"], p["status"]) for p in points] == [(1, "ok"), (2, "budget")]
+
+
+def test_budget_prediction_follows_the_measured_growth_with_batch_size() -> None:
+    sc = OmegaConf.create({"budget_s": 5.0, "min_repeats": 1})  # a point = first call + 1 repeat = 2 calls
+
+    def pts(*latencies: float) -> list[dict]:
+        return [{"batch_size": b, "latency_median_s": t} for b, t in zip((1, 16), latencies, strict=False)]
+
+    assert speed._over_budget(pts(1.0), 16, sc) is None  # one point: no prediction
+    assert "took 3" in speed._over_budget(pts(3.0), 16, sc)  # 2 x 3 s > 5 s already
+    assert speed._over_budget(pts(1.0, 1.0), 64, sc) is None  # flat: 1 s predicted at batch 64
+    # slope log 2 / log 16 = 1/4: 1 s * 4**0.25 = 1.41 s/call, 2.83 s a point: within 5 s, not within 2.5 s
+    assert speed._over_budget(pts(0.5, 1.0), 64, sc) is None
+    assert "predicted 1.41 s" in speed._over_budget(pts(0.5, 1.0), 64, OmegaConf.merge(sc, {"budget_s": 2.5}))
+    assert "predicted 4 s" in speed._over_budget(pts(0.5, 2.0), 64, sc)  # slope 1/2: 2 s * 4**0.5 = 4 s/call
 
 
 def test_cpu_sweeps_fp32_only_and_unknown_dtypes_are_refused() -> None:

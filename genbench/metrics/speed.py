@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import platform
 import re
 import resource
@@ -69,6 +70,8 @@ class Timing:
 
     first_s: float
     times_s: list[float]
+    cpu_times_s: list[float]  # process CPU seconds of each timed call: less sensitive than wall time to a busy host
+    warmup: int  # warm-up calls made (skipped when the first call alone spent the budget)
 
     @property
     def median_s(self) -> float:
@@ -83,8 +86,9 @@ class Timing:
         return max(self.times_s)
 
 
-def _timed_call(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds one call of `fn` takes; on CUDA between two recorded events, after synchronising."""
+def _timed_call(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """Wall and process-CPU seconds of one call of `fn`; on CUDA the wall time is between two recorded events."""
+    cpu_start = time.process_time()
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize(device)
@@ -92,10 +96,10 @@ def _timed_call(fn: Callable[[], object], device: torch.device) -> float:
         fn()
         end.record()
         torch.cuda.synchronize(device)  # kernels are asynchronous: wait before reading the events
-        return start.elapsed_time(end) / 1000.0
+        return start.elapsed_time(end) / 1000.0, time.process_time() - cpu_start
     start_s = time.perf_counter()
     fn()
-    return time.perf_counter() - start_s
+    return time.perf_counter() - start_s, time.process_time() - cpu_start
 
 
 def time_calls(
@@ -113,21 +117,27 @@ def time_calls(
         device: where the work runs; CUDA is timed with events and synchronisation.
         repeats: number of timed calls wanted.
         warmup: untimed calls after the first one (caches, allocator, autotuning).
-        budget_s: stop repeating once this many seconds of timed calls are spent, after `min_repeats`.
+        budget_s: wall seconds for all the calls together: warm-up is skipped if the first call spent them, and
+            repeats stop once they are spent, after `min_repeats`.
         min_repeats: timed calls made whatever the budget.
 
     Returns:
         The first call's time and the timed repeats.
     """
-    first_s = _timed_call(fn, device)
-    for _ in range(warmup):
-        _timed_call(fn, device)
+    first_s, _ = _timed_call(fn, device)
+    over = budget_s is not None and first_s > budget_s
+    warmup = 0 if over else warmup
+    spent = first_s + sum(_timed_call(fn, device)[0] for _ in range(warmup))
     times: list[float] = []
-    while len(times) < max(repeats, 1):
-        times.append(_timed_call(fn, device))
-        if budget_s is not None and len(times) >= min_repeats and sum(times) > budget_s:
+    cpu_times: list[float] = []
+    while len(times) < max(repeats, min_repeats, 1):
+        wall_s, cpu_s = _timed_call(fn, device)
+        times.append(wall_s)
+        cpu_times.append(cpu_s)
+        spent += wall_s
+        if budget_s is not None and len(times) >= max(min_repeats, 1) and spent > budget_s:
             break
-    return Timing(first_s, times)
+    return Timing(first_s, times, cpu_times, warmup)
 
 
 def _proc_status_kib(field: str) -> int | None:
@@ -255,6 +265,8 @@ def timing_fields(timing: Timing, batch_size: int) -> dict[str, Any]:
         "latency_max_s": timing.max_s,
         "first_call_s": timing.first_s,
         "repeats": len(timing.times_s),
+        "warmup": timing.warmup,
+        "cpu_time_median_s": statistics.median(timing.cpu_times_s),
     }
 
 
@@ -332,6 +344,8 @@ def measure_point(
             torch.cuda.empty_cache()
         return {**point, "status": "oom", "error": error}
     point.update(status="ok", **timing_fields(timing, batch_size), **memory)
+    # Other processes on the host slow wall times down; the 1-minute load average says how busy it was.
+    point["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     achieved = None if flops_per_sample is None else flops_per_sample * point["throughput"]
     peak = peak_flops(device_name(device), dtype) if device.type == "cuda" else None
     point.update(
@@ -364,17 +378,38 @@ def sweep_batches(
         points.append(point)
         if point["status"] != "ok":
             break
-        if sc.budget_s is None or i + 1 == len(sizes):
-            continue
-        # Time grows at most linearly in the batch; a point costs first call + warm-up + the minimum repeats.
-        predicted = point["latency_median_s"] * sizes[i + 1] / batch * (1 + int(sc.warmup) + int(sc.min_repeats))
-        if predicted > float(sc.budget_s):
-            reason = f"predicted {predicted:.1f} s > speed.budget_s={sc.budget_s}"
+        reason = None if i + 1 == len(sizes) else _over_budget(points, sizes[i + 1], sc)
+        if reason:
             points.append(
                 {"mode": mode, "dtype": dtype, "batch_size": sizes[i + 1], "status": "budget", "error": reason}
             )
             break
     return points
+
+
+def _over_budget(points: list[dict[str, Any]], next_batch: int, sc: DictConfig) -> str | None:
+    """Why the next batch size would break `speed.budget_s` (first call + minimum repeats), or None.
+
+    Stops when the last point alone could not fit in the budget, or when the growth of latency with batch size
+    measured between the last two points (exponent clipped to [0, 1]: at most linear), carried on to the next
+    batch, predicts so. After the first point nothing is predicted: small batches often cost the same.
+    """
+    if sc.budget_s is None:
+        return None
+    calls, last = 1 + int(sc.min_repeats), points[-1]
+    if last["latency_median_s"] * calls > sc.budget_s:
+        took = last["latency_median_s"]
+        return f"batch {last['batch_size']} took {took:.3g} s/call x {calls} calls > speed.budget_s={sc.budget_s}"
+    if len(points) < 2:
+        return None
+    prev = points[-2]
+    slope = math.log(last["latency_median_s"] / prev["latency_median_s"]) / math.log(
+        last["batch_size"] / prev["batch_size"]
+    )
+    predicted = last["latency_median_s"] * (next_batch / last["batch_size"]) ** min(max(slope, 0.0), 1.0)
+    if predicted * calls > sc.budget_s:
+        return f"predicted {predicted:.3g} s/call x {calls} calls > speed.budget_s={sc.budget_s}"
+    return None
 
 
 def _point_summary(point: dict[str, Any]) -> str:

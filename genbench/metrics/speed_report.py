@@ -22,8 +22,9 @@ SPEED_RECORD = "speed.json"
 
 TABLE_COLUMNS = (
     "model", "mode", "dtype", "compile", "batch_size", "status", "throughput", "latency_median_s", "latency_min_s",
-    "latency_max_s", "first_call_s", "repeats", "peak_memory_bytes", "memory_kind", "flops_per_sample",
-    "achieved_flops", "fraction_of_peak", "weights", "dataset", "shape", "device", "torch", "threads", "error",
+    "latency_max_s", "first_call_s", "repeats", "warmup", "cpu_time_median_s", "load_avg_1m", "peak_memory_bytes",
+    "memory_kind", "flops_per_sample", "achieved_flops", "fraction_of_peak", "weights", "dataset", "shape", "device",
+    "torch", "threads", "error",
 )  # fmt: skip
 
 
@@ -56,46 +57,74 @@ def line_label(point: dict[str, Any]) -> str:
     return label + (" compiled" if point.get("compile") else "")
 
 
+def _scaled(point: dict[str, Any], key: str, scale: float) -> float | None:
+    return None if point.get(key) is None else point[key] * scale
+
+
+def _latency(p: dict[str, Any]) -> str:
+    return f"{_fmt(p['latency_median_s'])} ({_fmt(p['latency_min_s'])}–{_fmt(p['latency_max_s'])})"
+
+
+# (header, cell) of the Markdown table; a point that did not run shows its status and why in `status`.
+MARKDOWN_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("model", lambda p: p["model"]),
+    ("mode", lambda p: p["mode"]),
+    ("dtype", lambda p: p["dtype"]),
+    ("compile", lambda p: _fmt(p.get("compile", False))),
+    ("batch", lambda p: p["batch_size"]),
+    ("status", lambda p: p["status"] if p["status"] == "ok" else f"{p['status']}: {p.get('error', '')}"),
+    ("samples/s", lambda p: _fmt(p.get("throughput"))),
+    ("s/batch (min–max)", lambda p: _latency(p) if p["status"] == "ok" else "–"),
+    ("CPU s/batch", lambda p: _fmt(p.get("cpu_time_median_s"))),
+    ("first call s", lambda p: _fmt(p.get("first_call_s"))),
+    ("repeats", lambda p: _fmt(p.get("repeats"))),
+    ("peak MiB", lambda p: _fmt(_scaled(p, "peak_memory_bytes", 2**-20))),
+    ("MFLOP/sample", lambda p: _fmt(_scaled(p, "flops_per_sample", 1e-6))),
+    ("GFLOP/s", lambda p: _fmt(_scaled(p, "achieved_flops", 1e-9))),
+    ("% of peak", lambda p: _fmt(_scaled(p, "fraction_of_peak", 100.0))),
+    ("load", lambda p: _fmt(p.get("load_avg_1m"))),
+)
+
+
 def markdown_table(points: list[dict[str, Any]]) -> str:
-    head = "| model | mode | dtype | compile | batch | status | samples/s | s/batch (min–max) | first call s | "
-    head += "peak MiB | MFLOP/sample | GFLOP/s | % of peak |\n" + "|---" * 13 + "|\n"
-    rows = []
-    for p in points:
-        mem = None if p.get("peak_memory_bytes") is None else p["peak_memory_bytes"] / 2**20
-        lat = "–" if p["status"] != "ok" else f"{_fmt(p['latency_median_s'])} ({_fmt(p['latency_min_s'])}–"
-        lat += "" if p["status"] != "ok" else f"{_fmt(p['latency_max_s'])})"
-        cells = [
-            p["model"], p["mode"], p["dtype"], _fmt(p.get("compile", False)), p["batch_size"],
-            p["status"] if p["status"] == "ok" else f"{p['status']}: {p.get('error', '')}",
-            _fmt(p.get("throughput")), lat, _fmt(p.get("first_call_s")), _fmt(mem),
-            _fmt(None if p.get("flops_per_sample") is None else p["flops_per_sample"] / 1e6),
-            _fmt(None if p.get("achieved_flops") is None else p["achieved_flops"] / 1e9),
-            _fmt(None if p.get("fraction_of_peak") is None else 100 * p["fraction_of_peak"]),
-        ]  # fmt: skip
-        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    head = "| " + " | ".join(h for h, _ in MARKDOWN_COLUMNS) + " |\n" + "|---" * len(MARKDOWN_COLUMNS) + "|\n"
+    rows = ["| " + " | ".join(str(cell(p)) for _, cell in MARKDOWN_COLUMNS) + " |" for p in points]
     return head + "\n".join(rows) + "\n"
 
 
+def _summary(order: list[str], ok: dict[str, dict[int, dict[str, Any]]], ref: dict[int, dict[str, Any]]) -> str:
+    """The ratio at the largest batch every line reached, each line at its best batch, and by CPU time on a CPU."""
+    text = ""
+    common = [b for b in sorted(ref) if all(b in ok[k] for k in order)]
+    if common:
+        b = common[-1]
+        thr = [ok[k][b]["throughput"] for k in order]
+        text += f"At batch {b}: {' : '.join(f'{t:.4g}' for t in thr)} samples/s "
+        text += f"(= {' : '.join(_fmt(thr[0] / t) for t in thr)} as slow-downs against the first).\n"
+        cpu = [ok[k][b].get("cpu_time_median_s") for k in order]
+        if ok[order[0]][b]["device"].startswith("cpu") and all(cpu):
+            # Wall times on a shared host move with its load; process CPU time moves much less.
+            text += f"By process CPU time per batch at batch {b}: {' : '.join(_fmt(c) for c in cpu)} s "
+            text += f"(= {' : '.join(_fmt(c / cpu[0]) for c in cpu)}).\n"
+    best = {k: max(ok[k].values(), key=lambda p: p["throughput"]) for k in order if ok[k]}
+    text += "Each at its best batch size: "
+    text += ", ".join(f"{k} {best[k]['throughput']:.4g} samples/s (batch {best[k]['batch_size']})" for k in best)
+    return text + ".\n\n"
+
+
 def ratio_table(points: list[dict[str, Any]], reference: str) -> str:
-    """How many times the reference model's throughput each line's is, per batch size, for one device and shape."""
+    """How many times slower than the reference model each line samples, per batch size, for one device and shape."""
     ref = {p["batch_size"]: p for p in points if p["model"] == reference and p["status"] == "ok"}
     lines: dict[str, dict[int, dict[str, Any]]] = {}
     for p in points:
         lines.setdefault(line_label(p), {})[p["batch_size"]] = p
     ok = {k: {b: p for b, p in v.items() if p["status"] == "ok"} for k, v in lines.items()}
     order = sorted(lines, key=lambda k: -max((p["throughput"] for p in ok[k].values()), default=0.0))
-    p0 = points[0]
-    title = f"{' : '.join(order)} at {p0['shape']} on {p0['device']}"
+    title = f"### {' : '.join(order)} at {points[0]['shape']} on {points[0]['device']}\n\n"
     if not ref:
-        return f"### {title}\n\nno `{reference}` record measured here: no ratios.\n"
-    common = [b for b in sorted(ref) if all(b in ok[k] for k in order)]
-    text = f"### {title}\n\n"
-    if common:
-        b = common[-1]
-        thr = [ok[k][b]["throughput"] for k in order]
-        text += f"At batch {b}: {' : '.join(f'{t:.4g}' for t in thr)} samples/s, "
-        text += f"i.e. {' : '.join(_fmt(t / ref[b]['throughput']) for t in thr)} of {reference}'s throughput.\n\n"
+        return f"{title}no `{reference}` measured here: no ratios.\n"
     sizes = sorted({p["batch_size"] for p in points})
+    text = title + _summary(order, ok, ref)
     text += f"{reference} throughput / line throughput (how many times slower than {reference}):\n\n"
     text += "| line | " + " | ".join(f"batch {b}" for b in sizes) + " |\n" + "|---" * (len(sizes) + 1) + "|\n"
     for k in order:
