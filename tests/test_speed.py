@@ -159,6 +159,16 @@ def test_other_errors_are_not_taken_for_out_of_memory() -> None:
         speed.sweep(model, sweep_cfg(modes=["fast"]), torch.Generator())
 
 
+def test_an_error_under_autocast_or_compile_is_recorded_not_raised() -> None:
+    model = OOMAt(SPEC, limit=1, error=RuntimeError("no kernel for this dtype"))
+    sc = sweep_cfg()
+    for dtype, compiled in (("bf16", False), ("fp32", True)):
+        point = speed.measure_point(model, "fast", dtype, 2, sc, None, None, compiled=compiled)
+        assert point["status"] == "error" and "no kernel for this dtype" in point["error"]
+    with pytest.raises(RuntimeError, match="no kernel"):  # plain fp32 eager sampling is the contract: a bug raises
+        speed.measure_point(model, "fast", "fp32", 2, sc, None, None, compiled=False)
+
+
 def test_sweep_stops_before_a_point_over_budget() -> None:
     # a negative budget: every next point is predicted to exceed it, so the sweep stops after the first
     points = speed.sweep(TinyLinear(SPEC), sweep_cfg(modes=["slow"], budget_s=-1.0), torch.Generator())

@@ -325,24 +325,31 @@ def measure_point(
     sc: DictConfig,
     generator: torch.Generator | None,
     flops_per_sample: int | None,
+    compiled: bool = False,
 ) -> dict[str, Any]:
-    """Time one (mode, dtype, batch size) point; an out-of-memory error becomes a point with status `oom`."""
+    """Time one (mode, dtype, batch size) point.
+
+    An out-of-memory error becomes a point with status `oom`. Any other error is a bug in plain fp32 eager sampling
+    (the model contract) and is raised; under autocast or compilation, which a model may not support, it becomes a
+    point with status `error` and its message, so one unsupported variant does not end a long GPU sweep.
+    """
     device = model.device
     point: dict[str, Any] = {"mode": mode, "dtype": dtype, "batch_size": batch_size}
     call = sampler(model, batch_size, mode, dtype, generator)
     try:
         with torch.inference_mode(), peak_memory(device) as memory:
             timing = time_calls(call, device, int(sc.repeats), int(sc.warmup), sc.budget_s, int(sc.min_repeats))
-    except (RuntimeError, MemoryError) as err:
-        if not is_out_of_memory(err):
+    except Exception as err:
+        status = "oom" if is_out_of_memory(err) else "error"
+        if status == "error" and dtype == "fp32" and not compiled:
             raise
         error = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
     else:
-        error = None
-    if error is not None:  # out of the except block, so the traceback no longer holds the failed batch's tensors
+        status = "ok"
+    if status != "ok":  # out of the except block, so the traceback no longer holds the failed batch's tensors
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        return {**point, "status": "oom", "error": error}
+        return {**point, "status": status, "error": error}
     point.update(status="ok", **timing_fields(timing, batch_size), **memory)
     # Other processes on the host slow wall times down; the 1-minute load average says how busy it was.
     point["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -368,12 +375,13 @@ def sweep_batches(
     sc: DictConfig,
     generator: torch.Generator | None,
     flops_per_sample: int | None,
+    compiled: bool = False,
 ) -> list[dict[str, Any]]:
     """Points at growing batch sizes until memory runs out, the list ends, or the next point would break the budget."""
     sizes = [int(b) for b in sc.batch_sizes if int(b) <= int(sc.max_batch)]
     points: list[dict[str, Any]] = []
     for i, batch in enumerate(sizes):
-        point = measure_point(model, mode, dtype, batch, sc, generator, flops_per_sample)
+        point = measure_point(model, mode, dtype, batch, sc, generator, flops_per_sample, compiled)
         log.info("speed %s %s batch %d: %s", mode, dtype, batch, _point_summary(point))
         points.append(point)
         if point["status"] != "ok":
@@ -443,7 +451,7 @@ def sweep(model: GenerativeModel, sc: DictConfig, generator: torch.Generator | N
             for dtype in dtypes:
                 points += [
                     {**p, "compile": bool(compiled)}
-                    for p in sweep_batches(model, mode, dtype, sc, generator, flops[mode])
+                    for p in sweep_batches(model, mode, dtype, sc, generator, flops[mode], bool(compiled))
                 ]
     return points
 
