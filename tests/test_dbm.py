@@ -157,3 +157,20 @@ def test_rejects_toy_data_and_non_binary_inputs() -> None:
     model = DBM(tiny_spec(6), hidden1=4, hidden2=3)
     with pytest.raises(GenbenchError, match="binary"):
         model.log_prob_estimate(torch.full((2, 1, 1, 6), 0.5))
+
+
+def test_bench_records_an_estimated_nll(compose) -> None:
+    """The whole pipeline on digits: nll_bpd of kind estimate on binarized data (L = 2), log Z in the record."""
+    from genbench.pipeline import bench
+
+    small = ["model.ais_betas=50", "model.ais_runs=10", "model.gibbs_steps=5", "model.pretrain_steps=2"]
+    speed = ["eval.speed.n=2", "eval.speed.repeats=1", "eval.speed.warmup=0"]
+    cfg = compose(["model=dbm", "train.max_steps=3", "eval=fast", "eval.fid.enabled=false", *small, *speed])
+    record = bench(cfg)
+    nll = [m for m in record["metrics"] if m["name"] == "nll_bpd"]
+    assert len(nll) == 1 and nll[0]["kind"] == "estimate"
+    assert math.isfinite(nll[0]["value"]) and nll[0]["value"] > 0
+    assert record["model_info"]["data_preprocessing"] == "binarized"
+    assert "stochastic" in record["model_info"]["binarization"]
+    modes = {m["mode"] for m in record["metrics"] if m["name"] == "sample_throughput"}
+    assert modes == set(DBM.sampling_modes)

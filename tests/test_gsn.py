@@ -104,3 +104,21 @@ def test_toy_chain_concentrates_on_ring_after_brief_training() -> None:
     assert chains[20].shape == (400, 2)
     start, end = mean_distance(chains[0]), mean_distance(chains[20])
     assert end < 0.6 * start, (start, end)
+
+
+@pytest.mark.parametrize("dataset", ["digits", "toy2d"])
+def test_bench_writes_a_record(compose, dataset: str) -> None:
+    """The whole pipeline: a GSN has no likelihood of its own, so its nll comes from Parzen, kind estimate."""
+    from genbench.pipeline import bench
+
+    speed = ["eval.speed.n=2", "eval.speed.repeats=1", "eval.speed.warmup=0"]
+    small = ["model.hidden_dim=16", "model.burn_in=3"]
+    cfg = compose(
+        ["model=gsn", f"dataset={dataset}", "train.max_steps=3", "eval=fast", "eval.fid.enabled=false", *small, *speed]
+    )
+    record = bench(cfg)
+    assert record["status"] == "ok" and record["train"]["steps"] == 3
+    nll = [m for m in record["metrics"] if m["name"] == "nll_nats"]
+    assert nll and all(m["kind"] == "estimate" for m in nll)
+    modes = {m["mode"] for m in record["metrics"] if m["name"] == "sample_throughput"}
+    assert modes == set(GSN.sampling_modes)
