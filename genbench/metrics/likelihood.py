@@ -210,7 +210,9 @@ def density_methods(
         yield "estimate", "estimate", call(model.log_prob_estimate)
 
 
-def own_density_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list:
+def own_density_metrics(
+    model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None
+) -> list[Metric]:
     """`exact`, `elbo` and `iwae-<k>`, or `estimate`: whatever the model declares, batch by batch."""
     x, levels, note = test_inputs(model, data, lcfg.get("n_test"))
     k_list = [int(k) for k in lcfg.get("iwae_k", [])]
@@ -304,7 +306,7 @@ def bdmc_fields(
     return {"bdmc_lower": lo, "bdmc_upper": hi, "bdmc_gap_nats": hi - lo, "bdmc_n": n}
 
 
-def ais_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list:
+def ais_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list[Metric]:
     """AIS estimate of `log p(x)` on the test split for a decoder-based model, with its BDMC bracket."""
     acfg = lcfg.ais
     settings = ais_settings(acfg)
@@ -347,7 +349,7 @@ def kde_fit(
     return centers, bandwidth, scores
 
 
-def parzen_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list:
+def parzen_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list[Metric]:
     """Goodfellow et al.'s Parzen-window protocol on the test split, labelled `estimate`."""
     pcfg = lcfg.parzen
     centers, bandwidth, scores = kde_fit(model, data, pcfg, data.spec.levels, generator)
@@ -383,7 +385,9 @@ def model_log_density(
     return lp, {**fields, "n_samples": len(centers)}
 
 
-def kl_to_truth_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list:
+def kl_to_truth_metrics(
+    model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None
+) -> list[Metric]:
     """`E_true[log p_true(x) - log p_model(x)]` over the toy test split (a Monte-Carlo estimate, nats).
 
     With a lower bound for `log p_model` the estimate is, in expectation, an upper bound on the KL;
