@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.data import DataSpec, to_levels
+from genbench.data import DATASETS, DataSpec, to_levels
 from genbench.errors import GenbenchError
 from genbench.model import GenerativeModel, LikelihoodKind, rand
 
@@ -227,10 +227,10 @@ class PixelRNN(GenerativeModel):
     ) -> None:
         super().__init__(spec)
         if not spec.is_image or spec.levels is None:
+            image_sets = [d for d in DATASETS if d != "toy2d"]
             raise GenbenchError(
-                f"PixelRNN models discrete images (C, H, W) with levels; dataset {spec.name!r} has shape "
-                f"{spec.shape} and levels {spec.levels}; accepted: image datasets (digits, mnist, fashion_mnist, "
-                "cifar10, npz images)"
+                f"model=pixelrnn needs an image dataset with discrete levels; dataset {spec.name!r} has shape "
+                f"{spec.shape} and levels {spec.levels}; accepted: {', '.join(image_sets)} (image datasets)"
             )
         if variant not in VARIANTS:
             raise GenbenchError(f"unknown PixelRNN variant {variant!r}; accepted: {', '.join(VARIANTS)}")

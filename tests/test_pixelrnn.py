@@ -125,7 +125,25 @@ def test_sampling_matches_model_conditionals() -> None:
 
 def test_refuses_toy_data_and_bad_variant() -> None:
     toy = DataSpec("toy2d", (2,), None, (-3.0, 3.0), 10, 10, "synthetic")
-    with pytest.raises(GenbenchError, match="image datasets"):
+    with pytest.raises(GenbenchError, match=r"toy2d.*accepted: digits.*image datasets"):
         PixelRNN(toy)
     with pytest.raises(GenbenchError, match="row, diagonal"):
         PixelRNN(image_spec((1, 4, 4), 3), variant="grid")
+
+
+def test_bench_records_an_exact_nll(compose) -> None:
+    """The whole pipeline on digits: a run record with nll_bpd of kind exact, and a speed entry."""
+    from genbench.pipeline import bench
+
+    # naive sampling is one forward pass per sub-pixel, so keep the speed and FID parts small
+    speed = ["eval.speed.n=2", "eval.speed.repeats=1", "eval.speed.warmup=0"]
+    small = ["model.layers=1", "model.hidden=8", "model.output_hidden=8"]
+    record = bench(
+        compose(["model=pixelrnn", "train.max_steps=3", "eval=fast", "eval.fid.enabled=false", *small, *speed])
+    )
+    nll = [m for m in record["metrics"] if m["name"] == "nll_bpd"]
+    assert len(nll) == 1
+    assert nll[0]["kind"] == "exact" and nll[0]["method"] == "exact"
+    assert 0 < nll[0]["value"] < math.log2(17) + 1  # digits have 17 levels: a 3-step model is near uniform
+    modes = {m["mode"] for m in record["metrics"] if m["name"] == "sample_throughput"}
+    assert modes == {"naive"}
