@@ -1,0 +1,75 @@
+"""Sample quality against Markov-chain length, for models that sample with a chain (GSN).
+
+A GSN's samples are the states of its corrupt-reconstruct chain (Bengio et al. 2014, "Deep Generative
+Stochastic Networks Trainable by Backprop"); how good they are depends on how long the chain has run. For a
+model with `sample_chain(n, lengths, generator) -> {length: samples}` this family records one `fid` per
+requested length, with the extra field `chain_length`, on the same features and reference statistics as
+`genbench.metrics.fid` (it reuses that family's functions and the feature settings of the `fid` section, so
+the numbers are comparable with the main FID). Models without `sample_chain` get nothing.
+
+Eval config section `chain`: `enabled`, `lengths` (chain steps from noise), `n_gen` (chains; capped by
+`fid.n_gen_cpu` on a CPU, like the main FID).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from genbench.data import Dataset
+from genbench.metrics import features as feats
+from genbench.metrics.fid import NO_UNIT, frechet_distance, reference_statistics, statistics
+from genbench.model import GenerativeModel
+from genbench.results import Metric
+
+
+def has_chain(model: GenerativeModel) -> bool:
+    """True for models whose sampler is a Markov chain they can observe at several lengths."""
+    return callable(getattr(model, "sample_chain", None))
+
+
+@torch.no_grad()
+def chain_features(
+    model: GenerativeModel,
+    n: int,
+    lengths: list[int],
+    extractor: feats.FeatureExtractor,
+    batch_size: int,
+    generator: torch.Generator | None,
+) -> dict[int, np.ndarray]:
+    """Features `(n, D)` of `n` chains' states after each length, chains run in batches of `batch_size`."""
+    parts: dict[int, list[np.ndarray]] = {k: [] for k in lengths}
+    for start in range(0, n, batch_size):
+        states = model.sample_chain(min(batch_size, n - start), lengths, generator)
+        for k in lengths:
+            parts[k].append(feats.extract(extractor, states[k], batch_size, progress=False))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.Generator | None) -> list[Metric]:
+    """`fid` at each chain length of `cfg.chain.lengths` (extra field `chain_length`), for chain samplers only."""
+    ccfg, fcfg = cfg.get("chain"), cfg.get("fid")
+    if ccfg is None or fcfg is None or not ccfg.get("enabled", True) or not has_chain(model):
+        return []
+    device = model.device
+    name = feats.resolve_features(fcfg.get("features", "auto"), data)
+    extractor = feats.build_extractor(name, data, fcfg, device)
+    n_ref = min(int(fcfg.get("n_ref") or len(data.test)), len(data.test))
+    batch_size = int(fcfg.get("batch_size", 256))
+    ref = reference_statistics(
+        data.test[:n_ref], extractor, f"{data.spec.name}-test-{name}", batch_size, fcfg.get("cache_dir")
+    )
+    n_gen = int(ccfg.get("n_gen", 500))
+    if device.type == "cpu" and fcfg.get("n_gen_cpu"):
+        n_gen = min(n_gen, int(fcfg.n_gen_cpu))
+    lengths = sorted({int(k) for k in ccfg.get("lengths", [1, 10, 100])})
+    by_length = chain_features(model, n_gen, lengths, extractor, batch_size, generator)
+    metrics = []
+    for k in lengths:
+        mu, sigma = statistics(by_length[k])
+        value = frechet_distance(mu, sigma, ref.mu, ref.sigma)
+        extra = {"features": name, "n_gen": n_gen, "n_ref": n_ref, "chain_length": k, **extractor.extra}
+        metrics.append(Metric("fid", value, NO_UNIT, "estimate", None, n_gen, "test", extra))
+    return metrics
