@@ -37,7 +37,9 @@ from genbench.results import RECORD_NAME, REQUIRED_METRIC_KEYS, atomic_write_tex
 MODEL_ORDER = ("gan", "vae", "pixelcnn", "pixelrnn", "nice", "realnvp", "dbm", "gsn")
 KIND_MARK = {"exact": "=", "lower_bound": "≤", "estimate": "≈", "measured": ""}
 # Fields of a metric that tell two measurements of the same name apart (method, features, batch, ...).
-VARIANT_FIELDS = ("method", "features", "k", "mode", "batch_size", "dtype", "compile", "device", "split")
+VARIANT_FIELDS = (
+    "method", "features", "k", "chain_length", "mode", "batch_size", "dtype", "compile", "device", "split",
+)  # fmt: skip
 FEATURE_ORDER = ("inception", "domain", "raw")
 FP32 = ("float32", "fp32", "torch.float32")
 CURVE_NAME = "curve.csv"  # written by genbench.train: a `step` column, then the model's scalars (loss first)
@@ -200,14 +202,17 @@ def main_likelihood(group: Group) -> Cell:
 
 
 def best_features(group: Group, name: str) -> tuple[str | None, list[dict[str, Any]]]:
-    """The metric `name` computed on the most standard features available (inception > domain > raw)."""
-    by_features: dict[str, list[dict[str, Any]]] = {}
-    for ms in variants(group, name).values():
-        by_features.setdefault(ms[0].get("features", ""), []).extend(ms)
-    if not by_features:
+    """The metric `name` on the most standard features available (inception > domain > raw).
+
+    Among variants on those features the plainest wins (fewest distinguishing fields): a GSN's main FID,
+    not its FID at one chain length.
+    """
+    vs = list(variants(group, name).items())
+    if not vs:
         return None, []
-    feats = min(by_features, key=lambda f: FEATURE_ORDER.index(f) if f in FEATURE_ORDER else len(FEATURE_ORDER))
-    return feats, by_features[feats]
+    rank = {f: i for i, f in enumerate(FEATURE_ORDER)}
+    key, ms = min(vs, key=lambda kv: (rank.get(kv[1][0].get("features"), len(rank)), len(kv[0])))
+    return ms[0].get("features"), ms
 
 
 def sample_cell(group: Group, name: str) -> Cell:

@@ -41,6 +41,11 @@ def fid(value: float, name: str = "fid") -> Metric:
     return Metric(name, value, "-", "estimate", None, 500, "test", {"features": "domain", "n_gen": 500})
 
 
+def chain_fid(value: float, length: int) -> Metric:
+    extra = {"features": "domain", "n_gen": 500, "chain_length": length}
+    return Metric("fid", value, "-", "estimate", None, 500, "test", extra)
+
+
 def speed(value: float, mode: str = "default") -> Metric:
     extra = {"device": "cpu (x86_64, 2 threads)", "batch_size": 64, "dtype": "float32", "mode": mode}
     return Metric("sample_throughput", value, "samples/s", "measured", None, None, None, extra)
@@ -54,7 +59,7 @@ RUNS = {
                           1: [bpd(2.7, "lower_bound", "elbo"), bpd(2.6, "lower_bound", "iwae-8")]}),
     "pixelcnn": ("exact", None, {0: [bpd(2.0, "exact", "exact"), speed(10.0, "naive"), speed(50.0, "cached")]}),
     "nice": ("exact", 64, {0: [bpd(3.0, "exact", "exact")], 1: "RuntimeError: boom at step 7"}),
-    "gsn": ("none", None, {0: [bpd(4.2, "estimate", "parzen")]}),
+    "gsn": ("none", None, {0: [bpd(4.2, "estimate", "parzen"), chain_fid(80.0, 10), fid(50.0), chain_fid(60.0, 100)]}),
     ODD: ("exact", None, {0: "ValueError: bad"}),
 }  # fmt: skip
 
@@ -118,6 +123,7 @@ def test_kinds_and_main_likelihood(table: dict[str, dict[str, str]], sweep: Path
 def test_empty_cells_say_why(table: dict[str, dict[str, str]]) -> None:
     assert table["gan"]["bits/dim"] == NO_LIKELIHOOD
     assert table["pixelcnn"]["FID (domain)"] == NOT_RUN
+    assert table["gsn"]["FID (domain)"] == "50.00"  # the main FID, not one at a chain length
     assert table[ODD]["bits/dim"] == FAILED and table[ODD]["FID (domain)"] == FAILED
     assert table["nice"]["seeds"] == "1 (1 failed)" and table["nice"]["bits/dim"] == "= 3.000 (exact)"
     assert table["gan"]["samples/s (cpu (x86_64, 2 threads))"] == "1100 ± 100 (default, b=64)"
