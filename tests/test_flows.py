@@ -227,12 +227,15 @@ def test_default_config_trains_on_digits_without_nan(cls: type, name: str) -> No
 
 @pytest.fixture(scope="module")
 def trained_toy_flow() -> tuple[RealNVP, torch.Tensor]:
-    """RealNVP (6 MLP couplings) trained 300 steps on ring8; a few seconds on a CPU."""
+    """RealNVP (6 MLP couplings) trained 300 steps of 256 on ring8, lr 5e-3 with cosine decay (a few CPU seconds)."""
     data = load_toy2d("ring8", n_train=20_000, n_test=2_000)
     torch.manual_seed(0)
-    model = RealNVP(data.spec, n_couplings=6, mlp_hidden=64, lr=3e-3)
-    model.configure_optimizers()
-    for _ in range(300):
+    model = RealNVP(data.spec, n_couplings=6, mlp_hidden=64, lr=5e-3)
+    optimizer = model.configure_optimizers()["flow"]
+    steps = 300
+    for i in range(steps):
+        # Decaying the step size removes most of the end-of-run noise a short run would otherwise be scored at.
+        optimizer.param_groups[0]["lr"] = 5e-3 * 0.5 * (1 + math.cos(math.pi * i / steps))
         model.train_step(data.train[torch.randint(len(data.train), (256,))])
     return model.eval(), data.test
 
@@ -243,10 +246,11 @@ def test_trained_toy_flow_is_near_but_not_below_the_true_entropy(trained_toy_flo
         nll = -model.log_prob(test).double()
     entropy, entropy_se = ToyMixture("ring8").entropy()
     se = math.sqrt(float(nll.var()) / len(nll) + entropy_se**2)
-    # A model can not beat the truth on average: NLL >= H (up to noise). A Gaussian fit would sit at
-    # ln(2 pi e 2.01) ~ 3.54 nats, 3.2 above H = 0.31; 300 steps get within 1.6 (measured 1.56 vs 0.31).
+    # A model can not beat the truth on average: NLL >= H (up to noise). H = 0.31 nats; a Gaussian fit would
+    # sit at ln(2 pi e 2.01) = 3.54. This recipe's gap NLL - H was 0.86 to 1.18 nats over seeds 0-4 (0.995 at
+    # seed 0, the one used here), so 1.5 is the margin we can honestly claim for 300 steps.
     assert float(nll.mean()) >= entropy - 3 * se
-    assert float(nll.mean()) <= entropy + 1.6
+    assert float(nll.mean()) <= entropy + 1.5
 
 
 def test_trained_toy_flow_density_integrates_to_one(trained_toy_flow: tuple) -> None:
