@@ -65,6 +65,12 @@ def test_evaluate_times_every_mode_with_every_field() -> None:
     assert lat.extra["min_s"] <= lat.value <= lat.extra["max_s"]
 
 
+def test_evaluate_budget_cuts_a_slow_mode_to_one_timed_call() -> None:
+    cfg = OmegaConf.create({"speed": {"enabled": True, "n": 4, "repeats": 5, "warmup": 1, "budget_s": -1.0}})
+    metrics = speed.evaluate(TinyLinear(SPEC), None, cfg, torch.Generator().manual_seed(0))
+    assert len(metrics) == 4 and all(m.n == 1 and m.extra["repeats"] == 1 for m in metrics)
+
+
 def test_evaluate_disabled_returns_nothing() -> None:
     cfg = OmegaConf.create({"speed": {"enabled": False, "n": 4, "repeats": 3, "warmup": 1}})
     assert speed.evaluate(TinyLinear(SPEC), None, cfg, torch.Generator()) == []

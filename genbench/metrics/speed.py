@@ -294,7 +294,8 @@ def evaluate(model: GenerativeModel, data: Dataset, cfg: DictConfig, generator: 
     Args:
         model: a model, on its device.
         data: unused (speed does not depend on data); kept for the metric-family signature.
-        cfg: the eval config; reads `cfg.speed.enabled`, `n` (batch size), `repeats`, `warmup`.
+        cfg: the eval config; reads `cfg.speed.enabled`, `n` (batch size), `repeats`, `warmup` and the optional
+            `budget_s` (wall seconds per mode; a mode slower than that gets its first call and one timed call).
         generator: the noise source handed to `sample`.
 
     Returns:
@@ -310,7 +311,7 @@ def evaluate(model: GenerativeModel, data: Dataset, cfg: DictConfig, generator: 
     for mode in model.sampling_modes:
         call = sampler(model, int(sc.n), mode, "fp32", generator)
         with torch.inference_mode():
-            timing = time_calls(call, device, repeats=int(sc.repeats), warmup=int(sc.get("warmup", 1)))
+            timing = time_calls(call, device, int(sc.repeats), int(sc.get("warmup", 1)), sc.get("budget_s"), 1)
         point = {**environment(device), "mode": mode, "dtype": "fp32", "compile": False}
         metrics += point_metrics({**point, **timing_fields(timing, int(sc.n))})
     model.train(was_training)
