@@ -300,3 +300,11 @@ def test_run_speed_on_a_run_directory_says_trained(tmp_path: Path, monkeypatch: 
 class FakeData:
     def __init__(self, spec: DataSpec) -> None:
         self.spec = spec
+
+
+def test_run_speed_skips_a_model_that_refuses_the_data_and_says_why(tmp_path: Path) -> None:
+    cfg = compose_speed(tmp_path, "dataset=toy2d", "speed.models=[gan,pixelcnn]", f"speed.out_dir={tmp_path / 'toy'}")
+    gan, pixelcnn = speed.run_speed(cfg)
+    assert gan["status"] == "ok" and gan["shape"] == "2" and gan["points"]
+    assert pixelcnn["status"] == "skipped" and pixelcnn["points"] == [] and "toy2d" in pixelcnn["error"]
+    assert "Not measured: pixelcnn" in (tmp_path / "toy" / "speed_table.md").read_text()

@@ -476,6 +476,7 @@ def speed_record(
     return {
         "kind": "speed",
         "schema_version": SPEED_SCHEMA_VERSION,
+        "status": "ok",
         **head,
         **env,
         "git_commit": git_commit(),
@@ -553,11 +554,18 @@ def run_speed(cfg: DictConfig) -> list[dict[str, Any]]:
         record = measure_model(model, cfg.model.name, data.spec, "random", sc, device)
         return _finish([(record, Path(cfg.out_dir))], Path(cfg.out_dir), sc.reference)
     folder = Path(sc.out_dir) if sc.get("out_dir") else Path("results/speed") / device_slug(device) / data.spec.name
+    configs = {name: model_config(name) for name in names}  # a misspelt name fails before any timing
     done = []
-    for name in names:
+    for name, model_cfg in configs.items():
         torch.manual_seed(cfg.seed)
-        model = build_model(model_config(name), data.spec)
-        done.append((measure_model(model, name, data.spec, "random", sc, device), folder / name))
+        try:
+            model = build_model(model_cfg, data.spec)
+        except GenbenchError as err:  # e.g. a model that refuses this data's shape: say so, measure the others
+            log.warning("speed: %s not measured: %s", name, err)
+            record = {"kind": "speed", "status": "skipped", "model": name, "dataset": data.spec.name, "error": str(err)}
+            done.append(({**record, "points": [], "metrics": []}, folder / name))
+        else:
+            done.append((measure_model(model, name, data.spec, "random", sc, device), folder / name))
         write_record(*done[-1])  # each record lands as soon as it is measured: a later failure loses nothing
     return _finish(done, folder, sc.reference)
 

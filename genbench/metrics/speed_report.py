@@ -197,9 +197,11 @@ def speed_report(folder: Path | str, reference: str | None = "gan") -> dict[str,
         reference: the model the ratio table compares against (None: no ratio table).
     """
     folder = Path(folder)
-    points = [p for r in load_speed_records(folder) for p in r["points"]]
+    records = load_speed_records(folder)
+    points = [p for r in records for p in r["points"]]
     if not points:
-        raise GenbenchError(f"no {SPEED_RECORD} under {folder}; run `genbench speed` first")
+        raise GenbenchError(f"no measured points in any {SPEED_RECORD} under {folder}; run `genbench speed` first")
+    skipped = "".join(f"\nNot measured: {r['model']}: {r.get('error')}\n" for r in records if not r["points"])
     written = {"csv": folder / "speed_table.csv", "md": folder / "speed_table.md", "png": folder / "speed.png"}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -207,13 +209,13 @@ def speed_report(folder: Path | str, reference: str | None = "gan") -> dict[str,
     writer.writerows(points)
     atomic_write_text(written["csv"], buffer.getvalue())
     envs = sorted({f"{p['device']}, torch {p['torch']}, {p['threads']} threads" for p in points})
-    atomic_write_text(written["md"], f"# Sampling speed\n\n{'; '.join(envs)}\n\n" + markdown_table(points))
+    atomic_write_text(written["md"], f"# Sampling speed\n\n{'; '.join(envs)}\n\n" + markdown_table(points) + skipped)
     throughput_plot(points, written["png"])
     if reference:
         groups: dict[tuple, list[dict[str, Any]]] = {}
         for p in points:
             groups.setdefault((p["device"], p["shape"], p["dtype"], p.get("compile", False)), []).append(p)
-        text = "# Throughput ratios\n\n" + "\n".join(ratio_table(g, reference) for g in groups.values())
+        text = "# Throughput ratios\n\n" + "\n".join(ratio_table(g, reference) for g in groups.values()) + skipped
         written["ratios"] = folder / "speed_ratios.md"
         atomic_write_text(written["ratios"], text)
     return written
