@@ -336,8 +336,9 @@ def load_mnist_like(
         train_x, train_y = read_idx(present[train_names[0]]), read_idx(present[train_names[1]])
         source = f"{name}: official 60k train / 10k test from {folder}"
     else:
-        train_x, train_y, test_x, test_y = test_x[:8000], test_y[:8000], test_x[8000:], test_y[8000:]
-        source = f"{name}: test split only ({folder}); first 8,000 t10k images train, last 2,000 test"
+        cut = len(test_x) * 4 // 5  # 8,000 / 2,000 for the real 10k t10k split
+        train_x, train_y, test_x, test_y = test_x[:cut], test_y[:cut], test_x[cut:], test_y[cut:]
+        source = f"{name}: test split only ({folder}); first {cut:,} t10k images train, last {len(test_x):,} test"
     spec = DataSpec(name, (1, 28, 28), 256, (0.0, 1.0), len(train_x), len(test_x), source, num_classes=10)
     return Dataset(
         spec,

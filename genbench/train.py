@@ -173,6 +173,7 @@ def train(
     Raises:
         NonFiniteLossError: a step returned NaN/Inf; the last good checkpoint is left as it was.
     """
+    run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, curve_path = run_dir / CHECKPOINT_NAME, run_dir / CURVE_NAME
     step, elapsed_before, resumed_from = 0, 0.0, None
     if cfg.resume and ckpt_path.exists():
