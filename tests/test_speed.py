@@ -12,7 +12,7 @@ from torch import nn
 
 from genbench.data import DataSpec
 from genbench.errors import GenbenchError
-from genbench.metrics import speed
+from genbench.metrics import speed, speed_timing
 from genbench.metrics.speed_report import speed_report
 from genbench.model import GenerativeModel, randn
 
@@ -78,11 +78,11 @@ def test_evaluate_disabled_returns_nothing() -> None:
 
 def test_time_calls_counts_calls_and_respects_budget() -> None:
     calls = []
-    timing = speed.time_calls(lambda: calls.append(1), torch.device("cpu"), repeats=5, warmup=2)
+    timing = speed_timing.time_calls(lambda: calls.append(1), torch.device("cpu"), repeats=5, warmup=2)
     assert len(calls) == 1 + 2 + 5 and len(timing.times_s) == 5
     calls.clear()
     # a spent budget skips the warm-up and stops after the minimum number of timed repeats
-    timing = speed.time_calls(lambda: calls.append(1), torch.device("cpu"), 10, 2, budget_s=-1.0, min_repeats=2)
+    timing = speed_timing.time_calls(lambda: calls.append(1), torch.device("cpu"), 10, 2, budget_s=-1.0, min_repeats=2)
     assert len(timing.times_s) == len(timing.cpu_times_s) == 2 and timing.warmup == 0 and len(calls) == 3
 
 
@@ -110,9 +110,9 @@ def test_flop_count_of_a_linear_layer_matches_the_hand_count() -> None:
     model = TinyLinear(SPEC, latent_dim=8)
     d_in, d_out = 8, SPEC.dim
     # one sample = one (1 x d_in) @ (d_in x d_out) matmul = d_in * d_out multiply-adds = 2 * d_in * d_out FLOPs
-    assert speed.count_flops(speed.sampler(model, 1, "fast", "fp32", None)) == 2 * d_in * d_out
-    assert speed.count_flops(speed.sampler(model, 3, "fast", "fp32", None)) == 3 * 2 * d_in * d_out
-    assert speed.count_flops(speed.sampler(model, 1, "slow", "fp32", None)) == 2 * 2 * d_in * d_out
+    assert speed_timing.count_flops(speed.sampler(model, 1, "fast", "fp32", None)) == 2 * d_in * d_out
+    assert speed_timing.count_flops(speed.sampler(model, 3, "fast", "fp32", None)) == 3 * 2 * d_in * d_out
+    assert speed_timing.count_flops(speed.sampler(model, 1, "slow", "fp32", None)) == 2 * 2 * d_in * d_out
     points = speed.sweep(model, sweep_cfg(batch_sizes=[2], max_batch=2), torch.Generator())
     assert {p["mode"]: p["flops_per_sample"] for p in points} == {"fast": 2 * d_in * d_out, "slow": 4 * d_in * d_out}
     for p in points:
@@ -210,19 +210,19 @@ def test_compiled_variant_is_measured_apart() -> None:
 
 
 def test_peak_memory_sees_a_large_allocation_on_cpu() -> None:
-    with speed.peak_memory(torch.device("cpu")) as mem:
+    with speed_timing.peak_memory(torch.device("cpu")) as mem:
         block = torch.ones(16 * 2**20)  # 64 MiB, every page touched
         del block
     assert mem["peak_memory_bytes"] >= 48 * 2**20
 
 
 def test_peak_flops_table_matches_device_names() -> None:
-    assert speed.peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989e12
-    assert speed.peak_flops("NVIDIA H100 PCIe", "fp32") == 51e12
-    assert speed.peak_flops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5e12
-    assert speed.peak_flops("NVIDIA A10", "fp32") == 31.2e12
-    assert speed.peak_flops("Tesla T4", "bf16") is None  # no bf16 on Turing
-    assert speed.peak_flops("cpu (x86_64, 2 threads)", "fp32") is None
+    assert speed_timing.peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989e12
+    assert speed_timing.peak_flops("NVIDIA H100 PCIe", "fp32") == 51e12
+    assert speed_timing.peak_flops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5e12
+    assert speed_timing.peak_flops("NVIDIA A10", "fp32") == 31.2e12
+    assert speed_timing.peak_flops("Tesla T4", "bf16") is None  # no bf16 on Turing
+    assert speed_timing.peak_flops("cpu (x86_64, 2 threads)", "fp32") is None
 
 
 def fake_point(model: str, mode: str, batch: int, throughput: float, status: str = "ok") -> dict:

@@ -8,7 +8,8 @@ nanoGPT's bench.py and `torch.utils.benchmark`).
 
 `evaluate` is the metric family the pipeline calls after training (eval config section `speed`); `run_speed` is
 `genbench speed`: a sweep over sampling modes, dtypes and batch sizes (until memory runs out) that writes a speed
-record (`speed.json`); `speed_report` turns a folder of speed records into tables, a plot and a ratio table.
+record (`speed.json`). Layers: `speed_timing` measures one call (time, memory, FLOPs), this module runs points
+and sweeps on models, `speed_report` turns a folder of speed records into tables, a plot and a ratio table.
 """
 
 from __future__ import annotations
@@ -18,224 +19,36 @@ import json
 import logging
 import math
 import os
-import platform
-import re
-import resource
 import statistics
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.flop_counter import FlopCounterMode
 
 from genbench.data import Dataset, DataSpec
 from genbench.errors import GenbenchError
 from genbench.metrics.speed_report import SPEED_RECORD, speed_report
+from genbench.metrics.speed_timing import (
+    Timing,
+    count_flops,
+    cpu_model,
+    device_slug,
+    environment,
+    is_out_of_memory,
+    peak_flops,
+    peak_memory,
+    shape_label,
+    time_calls,
+)
 from genbench.model import GenerativeModel
 from genbench.results import Metric, atomic_write_text, device_name, git_commit
 
 log = logging.getLogger(__name__)
 SPEED_SCHEMA_VERSION = 1
-OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 METRIC_EXTRA_KEYS = ("device", "torch", "threads", "batch_size", "dtype", "mode", "compile", "weights", "repeats")
-# Peak dense (no sparsity) FLOP/s from NVIDIA's data sheets. "fp32" is the plain (non-tensor-core) fp32 peak; cuDNN
-# may run fp32 convolutions in TF32, so an fp32 fraction of peak can exceed what plain fp32 allows. Keys are matched
-# as whole words in the device name, in this order (so "H100 PCIe" is found before "H100").
-PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
-    ("H200", {"fp32": 67e12, "bf16": 989e12, "fp16": 989e12}),
-    ("H100 PCIe", {"fp32": 51e12, "bf16": 756e12, "fp16": 756e12}),
-    ("H100 NVL", {"fp32": 60e12, "bf16": 835e12, "fp16": 835e12}),
-    ("H100", {"fp32": 67e12, "bf16": 989e12, "fp16": 989e12}),
-    ("A100", {"fp32": 19.5e12, "bf16": 312e12, "fp16": 312e12}),
-    ("A10", {"fp32": 31.2e12, "bf16": 125e12, "fp16": 125e12}),
-    ("L40S", {"fp32": 91.6e12, "bf16": 362e12, "fp16": 362e12}),
-    ("L4", {"fp32": 30.3e12, "bf16": 121e12, "fp16": 121e12}),
-    ("V100", {"fp32": 15.7e12, "fp16": 125e12}),
-    ("T4", {"fp32": 8.1e12, "fp16": 65e12}),
-)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Timing, memory and FLOPs of one call.
-
-
-@dataclass
-class Timing:
-    """Wall times of one sampling call: the first call separately (it pays for any compilation), then repeats."""
-
-    first_s: float
-    times_s: list[float]
-    cpu_times_s: list[float]  # process CPU seconds of each timed call: less sensitive than wall time to a busy host
-    warmup: int  # warm-up calls made (skipped when the first call alone spent the budget)
-
-    @property
-    def median_s(self) -> float:
-        return statistics.median(self.times_s)
-
-    @property
-    def min_s(self) -> float:
-        return min(self.times_s)
-
-    @property
-    def max_s(self) -> float:
-        return max(self.times_s)
-
-
-def _timed_call(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
-    """Wall and process-CPU seconds of one call of `fn`; on CUDA the wall time is between two recorded events."""
-    cpu_start = time.process_time()
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize(device)  # kernels are asynchronous: wait before reading the events
-        return start.elapsed_time(end) / 1000.0, time.process_time() - cpu_start
-    start_s = time.perf_counter()
-    fn()
-    return time.perf_counter() - start_s, time.process_time() - cpu_start
-
-
-def time_calls(
-    fn: Callable[[], object],
-    device: torch.device,
-    repeats: int,
-    warmup: int,
-    budget_s: float | None = None,
-    min_repeats: int = 1,
-) -> Timing:
-    """Time `fn`: one first call, `warmup` untimed calls, then up to `repeats` timed calls.
-
-    Args:
-        fn: the call to time (it must do all its work before returning, apart from CUDA kernels).
-        device: where the work runs; CUDA is timed with events and synchronisation.
-        repeats: number of timed calls wanted.
-        warmup: untimed calls after the first one (caches, allocator, autotuning).
-        budget_s: wall seconds for all the calls together: warm-up is skipped if the first call spent them, and
-            repeats stop once they are spent, after `min_repeats`.
-        min_repeats: timed calls made whatever the budget.
-
-    Returns:
-        The first call's time and the timed repeats.
-    """
-    first_s, _ = _timed_call(fn, device)
-    over = budget_s is not None and first_s > budget_s
-    warmup = 0 if over else warmup
-    spent = first_s + sum(_timed_call(fn, device)[0] for _ in range(warmup))
-    times: list[float] = []
-    cpu_times: list[float] = []
-    while len(times) < max(repeats, min_repeats, 1):
-        wall_s, cpu_s = _timed_call(fn, device)
-        times.append(wall_s)
-        cpu_times.append(cpu_s)
-        spent += wall_s
-        if budget_s is not None and len(times) >= max(min_repeats, 1) and spent > budget_s:
-            break
-    return Timing(first_s, times, cpu_times, warmup)
-
-
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-@contextlib.contextmanager
-def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
-    """Measure the peak memory of the block: CUDA's max allocated bytes, or on CPU the growth of the process's RSS.
-
-    On Linux, writing 5 to /proc/self/clear_refs resets the RSS high-water mark (VmHWM), so the peak is the block's
-    own; without it, the growth of `ru_maxrss` is a lower bound (0 when the block stays under an earlier peak).
-    """
-    out: dict[str, Any] = {}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        yield out
-        torch.cuda.synchronize(device)
-        out.update(peak_memory_bytes=torch.cuda.max_memory_allocated(device), memory_kind="cuda_max_allocated")
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        base_kib, kind = _proc_status_kib("VmRSS"), "rss_peak_delta"
-    except OSError:
-        base_kib, kind = None, "rss_maxrss_growth"
-    if base_kib is None:
-        base_kib, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss_maxrss_growth"
-    yield out
-    peak_kib = _proc_status_kib("VmHWM") if kind == "rss_peak_delta" else None
-    if peak_kib is None:
-        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    out.update(peak_memory_bytes=max(peak_kib - base_kib, 0) * 1024, memory_kind=kind)
-
-
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call as `torch.utils.flop_counter` counts them (2 per multiply-add of matmuls and convolutions)."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def peak_flops(name: str, dtype: str) -> float | None:
-    """The device's peak dense FLOP/s for `dtype`, or None for a device (or dtype) not in `PEAK_FLOPS`."""
-    for key, peaks in PEAK_FLOPS:
-        if re.search(rf"\b{re.escape(key)}\b", name):
-            return peaks.get(dtype)
-    return None
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """True for the errors that mean "this batch does not fit": CUDA OOM, host MemoryError, allocator messages."""
-    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    # CUDA says "out of memory"; PyTorch's CPU allocator says "DefaultCPUAllocator: can't allocate memory".
-    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in OOM_MESSAGES)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Where a timing ran.
-
-
-def environment(device: torch.device) -> dict[str, object]:
-    """What every timing states about where it ran."""
-    return {
-        "device": device_name(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_slug(device: torch.device) -> str:
-    """A folder name for a device, e.g. 'nvidia-h100-80gb-hbm3' or 'cpu-x86-64-2-threads'."""
-    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
-
-
-def shape_label(shape: tuple[int, ...] | list[int]) -> str:
-    """'28x28' for one channel, '32x32x3' for three, '2' for toy points."""
-    if len(shape) == 3:
-        c, h, w = shape
-        return f"{h}x{w}" if c == 1 else f"{h}x{w}x{c}"
-    return "x".join(str(s) for s in shape)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -470,7 +283,7 @@ def speed_record(
     points: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The speed record: where and how it was measured, one entry per point, and the record-style metrics."""
-    env = {**environment(model.device), "cpu_model": _cpu_model()}
+    env = {**environment(model.device), "cpu_model": cpu_model()}
     head = {"model": model_name, "dataset": spec.name, "shape": shape_label(spec.shape), "weights": weights}
     points = [{**head, **env, **p} for p in points]
     return {
