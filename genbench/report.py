@@ -38,7 +38,7 @@ MODEL_ORDER = ("gan", "vae", "pixelcnn", "pixelrnn", "nice", "realnvp", "dbm", "
 KIND_MARK = {"exact": "=", "lower_bound": "≤", "estimate": "≈", "measured": ""}
 # Fields of a metric that tell two measurements of the same name apart (method, features, batch, ...).
 VARIANT_FIELDS = (
-    "method", "features", "k", "chain_length", "mode", "batch_size", "dtype", "compile", "device", "split",
+    "method", "data", "features", "k", "chain_length", "mode", "batch_size", "dtype", "compile", "device", "split",
 )  # fmt: skip
 FEATURE_ORDER = ("inception", "domain", "raw")
 FP32 = ("float32", "fp32", "torch.float32")
@@ -148,6 +148,7 @@ class Cell:
     mark: str = ""
     note: str = ""
     kind: str = ""
+    key: tuple = ()  # the metric variant the cell summarises
 
     @classmethod
     def of(cls, values: list[float], **kw: Any) -> Cell:
@@ -180,13 +181,16 @@ def reason(group: Group) -> str:
 
 
 def likelihood_cells(group: Group, name: str = "nll_bpd") -> list[Cell]:
-    """One cell per likelihood method, the main one (exact > lowest bound > estimate) first."""
+    """One cell per likelihood method, the main one (exact > lowest bound > estimate) first.
+
+    The note names the method, and the data when it is not the common discrete data (`binarized`): bits/dim
+    on binarized digits do not compare with bits/dim on 17 levels.
+    """
     cells = []
     for key, ms in variants(group, name).items():
-        kind = ms[0]["kind"]
-        cells.append(
-            Cell.of([m["value"] for m in ms], mark=KIND_MARK[kind], note=dict(key).get("method", ""), kind=kind)
-        )
+        kind, fields = ms[0]["kind"], dict(key)
+        note = fields.get("method", "") + (f", {fields['data']} data" if "data" in fields else "")
+        cells.append(Cell.of([m["value"] for m in ms], mark=KIND_MARK[kind], note=note, kind=kind, key=key))
     rank = {"exact": 0, "lower_bound": 1, "estimate": 2}
     cells.sort(key=lambda c: (rank.get(c.kind, 3), c.mean))
     return cells
@@ -295,14 +299,12 @@ def likelihood_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
     header = ["model", "method", "kind", "bits/dim", "nats/example", "test examples", "seeds"]
     rows = []
     for g in groups:
-        nats = {dict(k).get("method"): ms for k, ms in variants(g, "nll_nats").items()}
+        nats, bpd = variants(g, "nll_nats"), variants(g, "nll_bpd")
         for i, c in enumerate(likelihood_cells(g)):
-            n_ms = nats.get(c.note, [])
-            nats_text = Cell.of([m["value"] for m in n_ms]).text() if n_ms else NOT_RUN
-            n_ex = variants(g, "nll_bpd")
-            n = next((ms[0].get("n") for k, ms in n_ex.items() if dict(k).get("method") == c.note), None)
-            method = c.note + (" *" if i == 0 else "")
-            rows.append([g.model, method, c.kind, Cell(c.mean, c.std, c.n, c.mark).text(), nats_text, str(n), str(c.n)])
+            n_ms = nats.get(c.key, [])
+            nats_text = Cell.of([m["value"] for m in n_ms], mark=c.mark).text() if n_ms else NOT_RUN
+            bits = Cell(c.mean, c.std, c.n, c.mark).text()
+            rows.append([g.model, c.note + " *" * (i == 0), c.kind, bits, nats_text, str(bpd[c.key][0]["n"]), str(c.n)])
     return header, rows
 
 
