@@ -95,6 +95,9 @@ def bits_per_dim_figure(groups: list[Group]) -> Figure | None:
         ax.annotate(main.note, (x, main.mean), ha="center", textcoords="offset points", xytext=(0, 10), fontsize=8)
     ax.set_xticks(range(len(groups)), [g.model for g in groups])
     ax.set_xlim(-0.6, len(groups) - 0.4)
+    top = max(c.mean + (c.std or 0) for cs in cells for c in cs)
+    if top > 0:
+        ax.set_ylim(0, 1.2 * top)  # room for the labels above the bars
     ax.set_ylabel("bits / dim (lower is better)")
     ax.set_title(f"Negative log-likelihood on {groups[0].dataset} (dots: other methods)")
     handles = [Patch(facecolor=c, hatch=h, edgecolor="black", label=KIND_LABEL[k]) for k, (c, h) in KIND_STYLE.items()]
@@ -119,11 +122,11 @@ def curves_figure(groups: list[Group]) -> Figure | None:
             lo, hi = ([f(col) for col in zip(*per_seed, strict=True)] for f in (min, max))
             mean = [sum(col) / len(col) for col in zip(*per_seed, strict=True)]
             ax.fill_between(shared, lo, hi, alpha=0.3, label="min-max over seeds")
-            ax.plot(shared, mean, label=f"mean of {len(curves)} seeds")
+            ax.plot(shared, mean, label=f"mean of {len(curves)} seeds", marker="o" if len(shared) < 5 else None)
             ax.legend(fontsize=7)
         else:
             for _, steps, ys in curves:
-                ax.plot(steps, ys, linewidth=1)
+                ax.plot(steps, ys, linewidth=1, marker="o" if len(steps) < 5 else None)
         ax.set_title(f"{g.model} ({len(curves)} seed{'s' * (len(curves) > 1)})")
         ax.set_xlabel("step")
         ax.set_ylabel(curves[0][0])
