@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from genbench import plots
 from genbench.data import Dataset, DataSpec, load_dataset
 from genbench.errors import GenbenchError
-from genbench.metrics import fid, likelihood, speed
+from genbench.metrics import chain, fid, likelihood, speed
 from genbench.model import GenerativeModel
 from genbench.results import Metric, atomic_write_text, load_record, new_record, save_record
 from genbench.train import (
@@ -39,7 +39,7 @@ CURVE_PLOT_NAME = "curve.png"
 TOY_SCATTER_POINTS = 1000
 MetricFamily = Callable[[GenerativeModel, Dataset, DictConfig, torch.Generator], list[Metric]]
 # Every metric family, one file each in genbench/metrics/; each reads only its own section of the eval config.
-METRIC_FAMILIES: list[MetricFamily] = [likelihood.evaluate, fid.evaluate, speed.evaluate]
+METRIC_FAMILIES: list[MetricFamily] = [likelihood.evaluate, fid.evaluate, chain.evaluate, speed.evaluate]
 
 
 def build_model(model_cfg: dict[str, Any], spec: DataSpec) -> GenerativeModel:
