@@ -42,6 +42,7 @@ def test_models_without_a_chain_get_nothing() -> None:
         pass
 
     assert chain.evaluate(NoChain(), data, eval_cfg([1]), None) == []
-    cfg = eval_cfg([1])
-    cfg.chain.enabled = False
-    assert chain.evaluate(GSN(data.spec, hidden_dim=8), data, cfg, None) == []
+    for section in ("chain", "fid"):  # either switch turns it off
+        cfg = eval_cfg([1])
+        cfg[section].enabled = False
+        assert chain.evaluate(GSN(data.spec, hidden_dim=8), data, cfg, None) == []

@@ -8,7 +8,7 @@ requested length, with the extra field `chain_length`, on the same features and 
 the numbers are comparable with the main FID). Models without `sample_chain` get nothing.
 
 Eval config section `chain`: `enabled`, `lengths` (chain steps from noise), `n_gen` (chains; capped by
-`fid.n_gen_cpu` on a CPU, like the main FID).
+`fid.n_gen_cpu` on a CPU, like the main FID). It is FID, so `fid.enabled: false` turns it off as well.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def chain_features(
 def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.Generator | None) -> list[Metric]:
     """`fid` at each chain length of `cfg.chain.lengths` (extra field `chain_length`), for chain samplers only."""
     ccfg, fcfg = cfg.get("chain"), cfg.get("fid")
-    if ccfg is None or fcfg is None or not ccfg.get("enabled", True) or not has_chain(model):
+    if ccfg is None or fcfg is None or not has_chain(model):
+        return []
+    if not ccfg.get("enabled", True) or not fcfg.get("enabled", True):
         return []
     device = model.device
     name = feats.resolve_features(fcfg.get("features", "auto"), data)
