@@ -220,7 +220,11 @@ def own_density_metrics(
     for method, kind, fn in density_methods(model, k_list, lcfg.get("chunk"), generator):
         with torch.no_grad():
             lp = batched(lambda xb, fn=fn: fn(xb.to(model.device)), x, int(lcfg.batch_size), f"likelihood {method}")
-        metrics += nll_metrics(lp, data.spec.dim, levels, kind, method, note)
+        extra = dict(note)
+        if kind == "estimate" and getattr(model, "last_log_z", None) is not None:  # a DBM's AIS log Z and its spread
+            fields = ("log_partition", "log_partition_stderr", "ais_runs", "ais_betas")
+            extra.update(zip(fields, model.last_log_z, strict=True))
+        metrics += nll_metrics(lp, data.spec.dim, levels, kind, method, extra)
     return metrics
 
 
