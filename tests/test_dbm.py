@@ -170,6 +170,9 @@ def test_bench_records_an_estimated_nll(compose) -> None:
     nll = [m for m in record["metrics"] if m["name"] == "nll_bpd"]
     assert len(nll) == 1 and nll[0]["kind"] == "estimate"
     assert math.isfinite(nll[0]["value"]) and nll[0]["value"] > 0
+    # log Z and its spread over AIS runs are recorded with the number they enter
+    assert nll[0]["ais_runs"] == 10 and nll[0]["ais_betas"] == 50
+    assert math.isfinite(nll[0]["log_partition"]) and nll[0]["log_partition_stderr"] > 0
     assert record["model_info"]["data_preprocessing"] == "binarized"
     assert "stochastic" in record["model_info"]["binarization"]
     modes = {m["mode"] for m in record["metrics"] if m["name"] == "sample_throughput"}
