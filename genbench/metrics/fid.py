@@ -43,16 +43,18 @@ NO_UNIT = "–"  # DESIGN.md's metric table: FID and KID carry no unit
 def _trace_sqrt_product_numpy(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """tr sqrt(S1 S2) for symmetric PSD float64 matrices via a factor `S1 = L L^T`."""
     try:
-        lower = scipy.linalg.cholesky(sigma1, lower=True, check_finite=False)
-        # M = L^T (S2 L) with two triangular products (BLAS trmm): half the flops of general matmuls
-        s2l = scipy.linalg.blas.dtrmm(1.0, lower, sigma2, side=1, lower=1)  # S2 @ L
-        m = scipy.linalg.blas.dtrmm(1.0, lower, s2l, side=0, lower=1, trans_a=1)  # L^T @ (S2 L)
+        lower = scipy.linalg.cholesky(sigma1, lower=True, check_finite=False)  # Fortran-ordered
+        # M = L^T (S2 L) with two triangular products (BLAS trmm: half the flops of general matmuls). S2 is
+        # symmetric, so its transpose is the same matrix already in Fortran order: BLAS reads it without a copy.
+        s2l = scipy.linalg.blas.dtrmm(1.0, lower, sigma2.T, side=1, lower=1)  # S2 @ L
+        m = scipy.linalg.blas.dtrmm(1.0, lower, s2l, side=0, lower=1, trans_a=1, overwrite_b=1)  # L^T @ (S2 L)
     except np.linalg.LinAlgError:
         # singular S1: L = V sqrt(W) (clipping round-off negatives) is a factor just as good
         w, v = np.linalg.eigh(sigma1)
         factor = v * np.sqrt(np.clip(w, 0.0, None))  # (D, D), columns scaled
         m = factor.T @ sigma2 @ factor
-    eig = np.linalg.eigvalsh((m + m.T) / 2)  # symmetrise away round-off asymmetry
+    # M is symmetric up to round-off; the solver reads its lower triangle only
+    eig = scipy.linalg.eigvalsh(m, lower=True, overwrite_a=True, check_finite=False)
     # eigenvalues that are zero in exact arithmetic come out as +-eps * |M|; their square roots (1e-8 each) would
     # add up, so values under the usual rank tolerance count as zero (as in numpy's matrix_rank)
     tol = max(float(eig.max()), 0.0) * len(eig) * np.finfo(np.float64).eps
