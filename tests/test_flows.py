@@ -209,6 +209,21 @@ def test_log_prob_dequantizes_reproducibly_and_samples_stay_in_range(cls: type) 
     assert len(torch.unique(s)) > 17  # not quantized
 
 
+def test_a_loaded_checkpoint_keeps_its_actnorm_and_log_prob() -> None:
+    torch.manual_seed(0)
+    x = torch.randint(0, 17, (16, 1, 8, 8)).float() / 16
+    model = RealNVP(DIGITS, hidden=4)
+    model.configure_optimizers()
+    model.train_step(x)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    loaded = RealNVP(DIGITS, hidden=4)
+    loaded.load_state_dict(state)
+    lp_loaded = loaded.eval().log_prob(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(lp_loaded, model.eval().log_prob(x, torch.Generator().manual_seed(0)))
+    loaded.train().forward_flow(torch.rand(16, 1, 8, 8))  # a training pass must not re-initialise ActNorm
+    torch.testing.assert_close(loaded.state_dict(), state)
+
+
 def model_kwargs(name: str) -> dict:
     cfg = yaml.safe_load((CONF / f"{name}.yaml").read_text())
     return {k: v for k, v in cfg.items() if k not in ("name", "_target_")}
