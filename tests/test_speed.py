@@ -246,13 +246,18 @@ def test_speed_report_ratio_table_against_the_gan(tmp_path: Path) -> None:
         speed.write_record({"kind": "speed", "points": points}, tmp_path / name)
     written = speed_report(tmp_path, reference="gan")
     text = written["ratios"].read_text()
-    assert "gan : pixelcnn (cached) : pixelcnn (naive) at 28x28 on devX" in text
-    table = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ") and "batch 1" not in line]
+    assert "### Against gan at 28x28 on devX, fp32" in text
+    # batch 1 is the largest batch every line reached; lines after the reference, fastest first
+    assert "throughput gan : pixelcnn (cached) : pixelcnn (naive)\n= 1 : 1/20 : 1/500\n" in text
+    assert "| pixelcnn (cached) | 50 | 20 | – | 400 (16) |" in text  # 1000/50; no CPU times in these records
+    per_batch = text.split("per batch size")[1]
+    table = [
+        line.split("|")[1:-1] for line in per_batch.splitlines() if line.startswith("| ") and "batch 1" not in line
+    ]
     rows = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in table}
     assert rows["gan"] == ["1", "1"]
     assert rows["pixelcnn (cached)"] == ["20", "20"]  # 1000/50 and 8000/400
     assert rows["pixelcnn (naive)"] == ["500", "n/a: oom"]  # 1000/2
-    assert "At batch 1: 1000 : 50 : 2 samples/s" in text
     csv_lines = written["csv"].read_text().splitlines()
     assert len(csv_lines) == 1 + 6 and csv_lines[0].startswith("model,mode,dtype")
     assert written["png"].stat().st_size > 0 and "oom" in written["md"].read_text()
@@ -280,9 +285,8 @@ def test_run_speed_several_models_in_one_command(tmp_path: Path) -> None:
     records = speed.run_speed(cfg)
     assert [r["model"] for r in records] == ["gan", "vae"]
     assert (tmp_path / "many" / "gan" / "speed.json").exists() and (tmp_path / "many" / "vae" / "speed.json").exists()
-    title = (tmp_path / "many" / "speed_ratios.md").read_text().splitlines()[2]  # "### a : b at 8x8 on <device>"
-    lines, _, where = title.removeprefix("### ").partition(" at ")
-    assert set(lines.split(" : ")) == {"gan", "vae"} and where == f"8x8 on {records[0]['device']}"
+    text = (tmp_path / "many" / "speed_ratios.md").read_text()
+    assert f"### Against gan at 8x8 on {records[0]['device']}, fp32" in text and "throughput gan : vae\n" in text
     with pytest.raises(GenbenchError, match="unknown model 'nope'"):
         speed.run_speed(compose_speed(tmp_path, "speed.models=[nope]"))
 

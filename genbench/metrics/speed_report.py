@@ -50,12 +50,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def line_label(point: dict[str, Any]) -> str:
-    """'pixelcnn (cached)'; the mode is left out for single-mode models' 'default', dtype/compile when not plain."""
-    label = point["model"] if point["mode"] == "default" else f"{point['model']} ({point['mode']})"
-    if point["dtype"] != "fp32":
-        label += f" {point['dtype']}"
-    return label + (" compiled" if point.get("compile") else "")
+def label_lines(points: list[dict[str, Any]]) -> None:
+    """Give each point its line's name, `point["line"]`: 'pixelcnn (cached)', 'gan', 'dbm (default)', 'gan bf16'.
+
+    The mode is named unless it is the only mode, `default`, of its model; dtype and compile when not plain.
+    """
+    modes: dict[str, set[str]] = {}
+    for p in points:
+        modes.setdefault(p["model"], set()).add(p["mode"])
+    for p in points:
+        label = p["model"] if modes[p["model"]] == {"default"} else f"{p['model']} ({p['mode']})"
+        label += "" if p["dtype"] == "fp32" else f" {p['dtype']}"
+        p["line"] = label + (" compiled" if p.get("compile") else "")
 
 
 def _scaled(point: dict[str, Any], key: str, scale: float) -> float | None:
@@ -93,40 +99,52 @@ def markdown_table(points: list[dict[str, Any]]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
-def _summary(order: list[str], ok: dict[str, dict[int, dict[str, Any]]], ref: dict[int, dict[str, Any]]) -> str:
-    """The ratio at the largest batch every line reached, each line at its best batch, and by CPU time on a CPU."""
-    text = ""
-    common = [b for b in sorted(ref) if all(b in ok[k] for k in order)]
-    if common:
-        b = common[-1]
-        thr = [ok[k][b]["throughput"] for k in order]
-        text += f"At batch {b}: {' : '.join(f'{t:.4g}' for t in thr)} samples/s "
-        text += f"(= {' : '.join(_fmt(thr[0] / t) for t in thr)} as slow-downs against the first).\n"
-        cpu = [ok[k][b].get("cpu_time_median_s") for k in order]
-        if ok[order[0]][b]["device"].startswith("cpu") and all(cpu):
-            # Wall times on a shared host move with its load; process CPU time moves much less.
-            text += f"By process CPU time per batch at batch {b}: {' : '.join(_fmt(c) for c in cpu)} s "
-            text += f"(= {' : '.join(_fmt(c / cpu[0]) for c in cpu)}).\n"
-    best = {k: max(ok[k].values(), key=lambda p: p["throughput"]) for k in order if ok[k]}
-    text += "Each at its best batch size: "
-    text += ", ".join(f"{k} {best[k]['throughput']:.4g} samples/s (batch {best[k]['batch_size']})" for k in best)
-    return text + ".\n\n"
+def _relative(value: float) -> str:
+    """A throughput ratio as read in "gan : pixelcnn = 1 : 1/300": '1/300' for slower, '4.1' for faster."""
+    return _fmt(value) if value >= 1 else f"1/{_fmt(1 / value)}"
+
+
+def _headline(order: list[str], ok: dict[str, dict[int, dict[str, Any]]], reference: str) -> str:
+    """At the largest batch every line reached: the ratio line and a table with CPU-time ratios and best batches."""
+    common = [b for b in sorted(ok[reference]) if all(b in ok[k] for k in order)]
+    if not common:
+        return "No batch size was measured for every line.\n\n"
+    b = common[-1]
+    thr = {k: ok[k][b]["throughput"] for k in order}
+    rest = sorted((k for k in order if k != reference), key=lambda k: -thr[k])
+    text = f"At batch {b} (the largest every line reached), throughput {reference} : {' : '.join(rest)}\n"
+    text += f"= 1 : {' : '.join(_relative(thr[k] / thr[reference]) for k in rest)}\n\n"
+    text += f"| line | samples/s at batch {b} | times slower than {reference} | the same by process CPU time "
+    text += "| best samples/s (batch) |\n|---|---|---|---|---|\n"
+    ref_cpu = ok[reference][b].get("cpu_time_median_s")
+    for k in [reference, *rest]:
+        p, best = ok[k][b], max(ok[k].values(), key=lambda q: q["throughput"])
+        cpu = None if not (ref_cpu and p.get("cpu_time_median_s")) else p["cpu_time_median_s"] / ref_cpu
+        text += f"| {k} | {_fmt(thr[k])} | {_fmt(thr[reference] / thr[k])} | {_fmt(cpu)} "
+        text += f"| {_fmt(best['throughput'])} ({best['batch_size']}) |\n"
+    return text + "\n"
 
 
 def ratio_table(points: list[dict[str, Any]], reference: str) -> str:
-    """How many times slower than the reference model each line samples, per batch size, for one device and shape."""
-    ref = {p["batch_size"]: p for p in points if p["model"] == reference and p["status"] == "ok"}
+    """How many times slower than the reference model each line samples, for one device, shape, dtype and compile.
+
+    Wall-clock ratios, and on a CPU process-CPU-time ratios too (a busy shared host inflates wall times).
+    """
+    p0 = points[0]
+    variant = p0["dtype"] + (", compiled" if p0.get("compile") else "")
+    title = f"### Against {reference} at {p0['shape']} on {p0['device']}, {variant}\n\n"
     lines: dict[str, dict[int, dict[str, Any]]] = {}
     for p in points:
-        lines.setdefault(line_label(p), {})[p["batch_size"]] = p
+        lines.setdefault(p["line"], {})[p["batch_size"]] = p
     ok = {k: {b: p for b, p in v.items() if p["status"] == "ok"} for k, v in lines.items()}
-    order = sorted(lines, key=lambda k: -max((p["throughput"] for p in ok[k].values()), default=0.0))
-    title = f"### {' : '.join(order)} at {points[0]['shape']} on {points[0]['device']}\n\n"
-    if not ref:
+    ref_line = next((k for k in lines if lines[k] and next(iter(lines[k].values()))["model"] == reference), None)
+    if ref_line is None or not ok[ref_line]:
         return f"{title}no `{reference}` measured here: no ratios.\n"
+    order = sorted(lines, key=lambda k: -max((p["throughput"] for p in ok[k].values()), default=0.0))
+    ref = ok[ref_line]
     sizes = sorted({p["batch_size"] for p in points})
-    text = title + _summary(order, ok, ref)
-    text += f"{reference} throughput / line throughput (how many times slower than {reference}):\n\n"
+    text = title + _headline(order, ok, ref_line)
+    text += f"{reference} throughput / line throughput, per batch size (times slower than {reference}):\n\n"
     text += "| line | " + " | ".join(f"batch {b}" for b in sizes) + " |\n" + "|---" * (len(sizes) + 1) + "|\n"
     for k in order:
         cells = []
@@ -142,20 +160,27 @@ def ratio_table(points: list[dict[str, Any]], reference: str) -> str:
     return text
 
 
-def _draw_lines(
-    ax: Any, points: list[dict[str, Any]], value: Callable[[dict[str, Any]], float], order: list[str]
-) -> None:
-    """One line per label, coloured by its place in `order` so both panels agree."""
+def _draw_lines(ax: Any, points: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> None:
+    """One line per model, mode and variant: a colour per model, a line style and marker per mode."""
     lines: dict[str, list[tuple[int, float]]] = {}
+    style: dict[str, tuple[str, str, str]] = {}
+    models: list[str] = []
+    modes: dict[str, list[str]] = {}
     for p in points:
-        if p["status"] == "ok":
-            lines.setdefault(line_label(p), []).append((p["batch_size"], value(p)))
-    for i, label in enumerate(order):
-        xs, ys = zip(*sorted(lines[label]), strict=True)
-        ax.plot(xs, ys, marker="o", label=label, color=f"C{i % 10}", linestyle="-" if i < 10 else "--")
+        if p["status"] != "ok":
+            continue
+        lines.setdefault(p["line"], []).append((p["batch_size"], value(p)))
+        models += [] if p["model"] in models else [p["model"]]
+        known = modes.setdefault(p["model"], [])
+        known += [] if p["line"] in known else [p["line"]]
+        i = known.index(p["line"])
+        style[p["line"]] = (f"C{models.index(p['model']) % 10}", ("-", "--", ":", "-.")[i % 4], "os^Dv"[i % 5])
+    for label, xy in lines.items():
+        xs, ys = zip(*sorted(xy), strict=True)
+        color, linestyle, marker = style[label]
+        ax.plot(xs, ys, color=color, linestyle=linestyle, marker=marker, label=label)
     ax.set(xscale="log", yscale="log", xlabel="batch size (samples per call)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
 
 
 def throughput_plot(points: list[dict[str, Any]], path: Path) -> None:
@@ -169,21 +194,18 @@ def throughput_plot(points: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     on_cpu = all(p["device"].startswith("cpu") and p.get("cpu_time_median_s") for p in points if p["status"] == "ok")
-    best: dict[str, float] = {}
-    for p in points:
-        if p["status"] == "ok":
-            best[line_label(p)] = max(best.get(line_label(p), 0.0), p["throughput"])
-    order = sorted(best, key=lambda k: -best[k])  # legend from fastest to slowest
-    fig, axes = plt.subplots(1, 2 if on_cpu else 1, figsize=(12 if on_cpu else 7, 4.5), squeeze=False)
-    _draw_lines(axes[0, 0], points, lambda p: p["throughput"], order)
+    fig, axes = plt.subplots(1, 2 if on_cpu else 1, figsize=(13 if on_cpu else 8.5, 5), squeeze=False)
+    _draw_lines(axes[0, 0], points, lambda p: p["throughput"])
     axes[0, 0].set_ylabel("throughput (samples per wall-clock second)")
     if on_cpu:
-        _draw_lines(axes[0, 1], points, lambda p: p["batch_size"] / p["cpu_time_median_s"], order)
+        _draw_lines(axes[0, 1], points, lambda p: p["batch_size"] / p["cpu_time_median_s"])
         axes[0, 1].set_ylabel("samples per process-CPU second")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7)
     devices = ", ".join(sorted({p["device"] for p in points}))
     shapes = ", ".join(sorted({p["shape"] for p in points}))
     fig.suptitle(f"model.sample(n) throughput, {shapes} on {devices}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 0.88 if on_cpu else 0.8, 1.0))  # room on the right for the legend
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -202,6 +224,7 @@ def speed_report(folder: Path | str, reference: str | None = "gan") -> dict[str,
     if not points:
         raise GenbenchError(f"no measured points in any {SPEED_RECORD} under {folder}; run `genbench speed` first")
     skipped = "".join(f"\nNot measured: {r['model']}: {r.get('error')}\n" for r in records if not r["points"])
+    label_lines(points)
     written = {"csv": folder / "speed_table.csv", "md": folder / "speed_table.md", "png": folder / "speed.png"}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS, extrasaction="ignore", lineterminator="\n")
