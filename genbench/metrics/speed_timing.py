@@ -138,6 +138,8 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
 
     On Linux, writing 5 to /proc/self/clear_refs resets the RSS high-water mark (VmHWM), so the peak is the block's
     own; without it, the growth of `ru_maxrss` is a lower bound (0 when the block stays under an earlier peak).
+    Either way the CPU figure is the rise above the resident memory at the start: memory that the allocator kept
+    resident from earlier work and reuses is not counted, so it is a lower bound on what the block needs.
     """
     out: dict[str, Any] = {}
     if device.type == "cuda":
