@@ -218,7 +218,7 @@ class PixelRNN(GenerativeModel):
         self,
         spec: DataSpec,
         variant: str = "diagonal",
-        layers: int = 2,
+        layers: int = 1,
         hidden: int = 16,
         input_kernel: int = 5,
         output_hidden: int = 32,
