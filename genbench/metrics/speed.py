@@ -222,9 +222,9 @@ def _over_budget(points: list[dict[str, Any]], next_batch: int, sc: DictConfig) 
     if last["latency_median_s"] * calls > sc.budget_s:
         took = last["latency_median_s"]
         return f"batch {last['batch_size']} took {took:.3g} s/call x {calls} calls > speed.budget_s={sc.budget_s}"
-    if len(points) < 2:
+    prev = points[-2] if len(points) >= 2 else None
+    if prev is None or min(prev["latency_median_s"], last["latency_median_s"]) <= 0:
         return None
-    prev = points[-2]
     slope = math.log(last["latency_median_s"] / prev["latency_median_s"]) / math.log(
         last["batch_size"] / prev["batch_size"]
     )
