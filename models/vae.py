@@ -163,9 +163,12 @@ class VAE(GenerativeModel):
         log_lik = self.log_prob_given_latent(x_rep, z.reshape(n * len(x), -1)).view(n, len(x))
         return log_lik + log_prior - log_q
 
-    def log_prob_bound(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
-        """ELBO (k=1) or IWAE-k lower bound on log p(x), per example, nats in DESIGN units."""
-        return chunked_logmeanexp(lambda n: self._log_weights(x, n), k, self.chunk)
+    def log_prob_bound(self, x: torch.Tensor, k: int = 1, chunk: int | None = None) -> torch.Tensor:
+        """ELBO (k=1) or IWAE-k lower bound on log p(x), per example, nats in DESIGN units.
+
+        At most `chunk` (default: the model's own) importance samples per example are decoded at once.
+        """
+        return chunked_logmeanexp(lambda n: self._log_weights(x, n), k, chunk or self.chunk)
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         bound = torch.logsumexp(self._log_weights(x, self.train_k), dim=0) - math.log(self.train_k)
@@ -182,10 +185,9 @@ class VAE(GenerativeModel):
         """The decoder's mean image (or point) for latents z of shape (B, latent_dim)."""
         return self.decoder(z)[0]
 
-    def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
-        """Ancestral samples: z ~ N(0, I), then x ~ p(x|z) (discretized to the data's levels for images)."""
-        self.check_mode(mode)
-        mean, log_scale = self.decoder(randn((n, self.latent_dim), generator, self.device))
+    def sample_given_latent(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x ~ p(x|z) for latents z of shape (B, latent_dim) (discretized to the data's levels for images)."""
+        mean, log_scale = self.decoder(z)
         noise = randn(mean.shape, generator, self.device)
         if not self.spec.is_image:
             return mean + torch.exp(log_scale) * noise
@@ -194,3 +196,8 @@ class VAE(GenerativeModel):
         values = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
         levels = self.spec.levels
         return torch.round(values.clamp(0, 1) * (levels - 1)) / (levels - 1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
+        """Ancestral samples: z ~ N(0, I), then x ~ p(x|z)."""
+        self.check_mode(mode)
+        return self.sample_given_latent(randn((n, self.latent_dim), generator, self.device), generator)

@@ -72,3 +72,12 @@ def test_samples_lie_on_the_data_grid_and_training_lowers_the_loss() -> None:
     assert last < first
     s = vae.sample(10, torch.Generator().manual_seed(1)) * 16
     assert torch.equal(s, s.round()) and s.min() >= 0 and s.max() <= 16
+
+
+def test_bound_chunk_argument_overrides_the_model_default() -> None:
+    vae = VAE(spec((1, 8, 8), 17), latent_dim=4, width=4, chunk=256)
+    rows: list[int] = []
+    vae.decoder.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
+    with torch.no_grad():
+        vae.log_prob_bound(torch.zeros(2, 1, 8, 8), 10, chunk=4)
+    assert rows == [8, 8, 4]  # chunks of 4, 4 and 2 importance samples for 2 examples
