@@ -20,7 +20,7 @@ import torch
 
 from genbench.data import Dataset
 from genbench.metrics import features as feats
-from genbench.metrics.fid import NO_UNIT, frechet_distance, reference_statistics, statistics
+from genbench.metrics.fid import NO_UNIT, FidSetup, frechet_distance, statistics
 from genbench.model import GenerativeModel
 from genbench.results import Metric
 
@@ -55,23 +55,13 @@ def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.G
         return []
     if not ccfg.get("enabled", True) or not fcfg.get("enabled", True):
         return []
-    device = model.device
-    name = feats.resolve_features(fcfg.get("features", "auto"), data)
-    extractor = feats.build_extractor(name, data, fcfg, device)
-    n_ref = min(int(fcfg.get("n_ref") or len(data.test)), len(data.test))
-    batch_size = int(fcfg.get("batch_size", 256))
-    ref = reference_statistics(
-        data.test[:n_ref], extractor, f"{data.spec.name}-test-{name}", batch_size, fcfg.get("cache_dir")
-    )
-    n_gen = int(ccfg.get("n_gen", 500))
-    if device.type == "cpu" and fcfg.get("n_gen_cpu"):
-        n_gen = min(n_gen, int(fcfg.n_gen_cpu))
+    setup = FidSetup.build(fcfg, data, model.device, int(ccfg.get("n_gen", 500)))
     lengths = sorted({int(k) for k in ccfg.get("lengths", [1, 10, 100])})
-    by_length = chain_features(model, n_gen, lengths, extractor, batch_size, generator)
+    by_length = chain_features(model, setup.n_gen, lengths, setup.extractor, setup.batch_size, generator)
     metrics = []
     for k in lengths:
         mu, sigma = statistics(by_length[k])
-        value = frechet_distance(mu, sigma, ref.mu, ref.sigma)
-        extra = {"features": name, "n_gen": n_gen, "n_ref": n_ref, "chain_length": k, **extractor.extra}
-        metrics.append(Metric("fid", value, NO_UNIT, "estimate", None, n_gen, "test", extra))
+        value = frechet_distance(mu, sigma, setup.ref.mu, setup.ref.sigma)
+        extra = {**setup.common_fields(), "chain_length": k}
+        metrics.append(Metric("fid", value, NO_UNIT, "estimate", None, setup.n_gen, "test", extra))
     return metrics

@@ -211,6 +211,34 @@ def _precision_recall_metrics(
     ]
 
 
+@dataclass
+class FidSetup:
+    """What every FID-like number of one evaluation shares: features, reference statistics, sample count."""
+
+    features: str
+    extractor: feats.FeatureExtractor
+    ref: ReferenceStats
+    n_ref: int
+    n_gen: int
+    batch_size: int
+
+    @classmethod
+    def build(cls, fcfg: Any, data: Dataset, device: torch.device, n_gen: int) -> FidSetup:
+        name = feats.resolve_features(fcfg.get("features", "auto"), data)
+        extractor = feats.build_extractor(name, data, fcfg, device)
+        n_ref = min(int(fcfg.get("n_ref") or len(data.test)), len(data.test))
+        batch_size = int(fcfg.get("batch_size", 256))
+        ref = reference_statistics(
+            data.test[:n_ref], extractor, f"{data.spec.name}-test-{name}", batch_size, fcfg.get("cache_dir")
+        )
+        if device.type == "cpu" and fcfg.get("n_gen_cpu"):
+            n_gen = min(n_gen, int(fcfg.n_gen_cpu))  # slow samplers (autoregressive) on a CPU: a smaller protocol
+        return cls(name, extractor, ref, n_ref, n_gen, batch_size)
+
+    def common_fields(self) -> dict[str, Any]:
+        return {"features": self.features, "n_gen": self.n_gen, "n_ref": self.n_ref, **self.extractor.extra}
+
+
 def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.Generator | None) -> list[Metric]:
     """FID, KID, precision and recall of `model`'s samples against the test split (eval section `fid`).
 
@@ -222,19 +250,11 @@ def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.G
     if fcfg is None or not fcfg.get("enabled", True):
         return []
     device = model.device
-    name = feats.resolve_features(fcfg.get("features", "auto"), data)
-    extractor = feats.build_extractor(name, data, fcfg, device)
-    n_ref = min(int(fcfg.get("n_ref") or len(data.test)), len(data.test))
-    batch_size = int(fcfg.get("batch_size", 256))
-    ref = reference_statistics(
-        data.test[:n_ref], extractor, f"{data.spec.name}-test-{name}", batch_size, fcfg.get("cache_dir")
-    )
-    n_gen = int(fcfg.get("n_gen", 2000))
-    if device.type == "cpu" and fcfg.get("n_gen_cpu"):
-        n_gen = min(n_gen, int(fcfg.n_gen_cpu))  # slow samplers (autoregressive) on a CPU: a smaller protocol
+    setup = FidSetup.build(fcfg, data, device, int(fcfg.get("n_gen", 2000)))
+    extractor, ref, n_gen, batch_size = setup.extractor, setup.ref, setup.n_gen, setup.batch_size
     gen = generated_features(model, n_gen, extractor, batch_size, generator)
     mu, sigma = statistics(gen)
-    common = {"features": name, "n_gen": n_gen, "n_ref": n_ref, **extractor.extra}
+    common = setup.common_fields()
     fid = frechet_distance(mu, sigma, ref.mu, ref.sigma, device=_frechet_device(fcfg, device))
     metrics = [Metric("fid", fid, NO_UNIT, "estimate", None, n_gen, "test", dict(common))]
 
