@@ -15,7 +15,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from genbench.data import DataSpec
+from genbench.data import DATASETS, DataSpec
+from genbench.errors import GenbenchError
 
 LikelihoodKind = Literal["exact", "bound", "estimate", "none"]
 
@@ -77,6 +78,16 @@ class GenerativeModel(nn.Module):
             "parameters": sum(p.numel() for p in self.parameters()),
             "latent_dim": getattr(self, "latent_dim", None),
         }
+
+
+def require_discrete_images(spec: DataSpec, model_name: str) -> None:
+    """Refuse data a pixel-level model cannot take (toy 2-D points), naming the datasets it accepts."""
+    if not spec.is_image or spec.levels is None:
+        image_sets = ", ".join(d for d in DATASETS if d != "toy2d")
+        raise GenbenchError(
+            f"model={model_name} needs an image dataset with discrete levels; dataset {spec.name!r} has shape "
+            f"{spec.shape} and levels {spec.levels}; accepted: {image_sets} (image datasets)"
+        )
 
 
 def has_decoder(model: GenerativeModel) -> bool:

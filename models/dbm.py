@@ -32,7 +32,7 @@ from torch import nn
 
 from genbench.data import DataSpec, binarize
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, rand
+from genbench.model import GenerativeModel, rand, require_discrete_images
 
 # ----------------------------------------------------------------------------- pure maths
 
@@ -146,11 +146,7 @@ class DBM(GenerativeModel):
         init_std: float = 0.01,
     ) -> None:
         super().__init__(spec)
-        if not spec.is_image:
-            raise GenbenchError(
-                f"model=dbm needs binary data: dataset {spec.name!r} is not an image dataset; "
-                "accepted: image datasets (digits, mnist, fashion_mnist, cifar10, npz), which it binarizes"
-            )
+        require_discrete_images(spec, "dbm")
         dim = spec.dim
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.pretrain_steps, self.cd_k, self.mf_steps = pretrain_steps, cd_k, mf_steps

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.data import DATASETS, DataSpec, to_levels
+from genbench.data import DataSpec, to_levels
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, rand
+from genbench.model import GenerativeModel, rand, require_discrete_images
 
 # ----------------------------------------------------------------------------- layers
 
@@ -153,12 +153,7 @@ class PixelCNN(GenerativeModel):
         lr: float = 1e-3,
     ) -> None:
         super().__init__(spec)
-        if not spec.is_image or spec.levels is None:
-            image_sets = [d for d in DATASETS if d != "toy2d"]
-            raise GenbenchError(
-                f"model=pixelcnn needs an image dataset with discrete levels; dataset {spec.name!r} has shape "
-                f"{spec.shape} and levels {spec.levels}; accepted: {', '.join(image_sets)}"
-            )
+        require_discrete_images(spec, "pixelcnn")
         if kernel % 2 == 0 or first_kernel % 2 == 0 or first_kernel < 3 or kernel < 3:
             raise GenbenchError(f"pixelcnn kernels must be odd and >= 3; got kernel={kernel}, first={first_kernel}")
         self.C, self.H, self.W = spec.shape

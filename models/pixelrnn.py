@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.data import DATASETS, DataSpec, to_levels
+from genbench.data import DataSpec, to_levels
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, LikelihoodKind, rand
+from genbench.model import GenerativeModel, LikelihoodKind, rand, require_discrete_images
 
 VARIANTS = ("row", "diagonal")
 
@@ -226,12 +226,7 @@ class PixelRNN(GenerativeModel):
         grad_clip: float = 1.0,
     ) -> None:
         super().__init__(spec)
-        if not spec.is_image or spec.levels is None:
-            image_sets = [d for d in DATASETS if d != "toy2d"]
-            raise GenbenchError(
-                f"model=pixelrnn needs an image dataset with discrete levels; dataset {spec.name!r} has shape "
-                f"{spec.shape} and levels {spec.levels}; accepted: {', '.join(image_sets)} (image datasets)"
-            )
+        require_discrete_images(spec, "pixelrnn")
         if variant not in VARIANTS:
             raise GenbenchError(f"unknown PixelRNN variant {variant!r}; accepted: {', '.join(VARIANTS)}")
         channels = spec.shape[0]
