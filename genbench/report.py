@@ -132,10 +132,14 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def fmt(x: float, digits: int = 4) -> str:
-    """A number with `digits` significant digits, without exponent for everyday magnitudes."""
-    if x == 0 or 1e-3 <= abs(x) < 10 ** (digits + 2):
-        return f"{x:.{max(digits - 1 - math.floor(math.log10(abs(x))), 0) if x else digits - 1}f}"
-    return f"{x:.{digits - 1}e}"
+    """`x` rounded to `digits` significant digits; plain notation from 0.001 to a million, else an exponent."""
+    if x == 0:
+        return f"{0:.{digits - 1}f}"
+    if not 1e-3 <= abs(x) < 1e6:
+        return f"{x:.{digits - 1}e}"
+    x = round(x, digits - 1 - math.floor(math.log10(abs(x))))
+    decimals = digits - 1 - math.floor(math.log10(abs(x)))  # again: rounding may carry (999.96 -> 1000)
+    return f"{x:.{max(decimals, 0)}f}"
 
 
 @dataclass
@@ -443,7 +447,7 @@ def dataset_markdown(dataset: str, groups: list[Group], figs: dict[str, str], cl
         md.append("")
     md += [f"![{title}]({stem}.png)" for stem, title in figs.items()]
     if not figs:
-        md.append("(no figures: drawn only when the records carry samples, curves or metrics to plot)")
+        md.append("(no figures: turned off, or no record carries samples, curves or metrics to plot)")
     md += ["", "<details><summary>All metrics</summary>", "", markdown_table(*all_metrics_table(groups))]
     return md + ["", "</details>", ""]
 
