@@ -242,8 +242,14 @@ def throughput_cell(group: Group, with_device: bool = True) -> Cell:
 
 
 def train_time_cell(group: Group) -> Cell:
+    """Training wall time; the note says when runs stopped at the time budget before their step budget."""
     runs = group.ok_runs
-    return Cell.of([r.record["train"]["wall_time_s"] for r in runs]) if runs else Cell(note=FAILED)
+    if not runs:
+        return Cell(note=FAILED)
+    capped = [r.record["train"].get("steps") for r in runs if r.record["train"].get("stopped_by") == "max_minutes"]
+    span = f"{min(capped)}–{max(capped)}" if capped and min(capped) != max(capped) else str(capped[0] if capped else "")
+    note = f"{len(capped)}/{len(runs)} hit max_minutes at {span} steps" if capped else ""
+    return Cell.of([r.record["train"]["wall_time_s"] for r in runs], note=note)
 
 
 def params_text(group: Group) -> str:

@@ -44,22 +44,23 @@ def one_pass_sampling(by_model: dict[str, Group], groups: list[Group]) -> str:
     gan, ars = by_model.get("gan"), [by_model[m] for m in AUTOREGRESSIVE if m in by_model]
     if gan is None or not ars:
         return f"{NOT_MEASURED} (needs sample_throughput of gan and of pixelcnn or pixelrnn)."
-    gan_at, parts = throughput_means(gan), []
+    gan_at, parts, said = throughput_means(gan), [], set()
     for ar in ars:
         ar_at = throughput_means(ar)
         common = [k for k in ar_at if k in gan_at]
         if not common:
             parts.append(f"{ar.model}: {NOT_MEASURED} (no throughput on the same device, batch and dtype as gan)")
             continue
-        device, batch, dtype = max(common, key=lambda k: k[1] or 0)
-        g_mode, g = max(gan_at[(device, batch, dtype)], key=lambda mv: mv[1])
-        modes = ", ".join(
-            f"{ar.model} ({mode}) {fmt(v)} samples/s, so the GAN is {fmt(g / v, 3)}× faster"
-            for mode, v in ar_at[(device, batch, dtype)]
-        )
-        parts.append(f"on {device}, batch {batch}: gan {fmt(g)} samples/s; {modes}")
+        where = max(common, key=lambda k: k[1] or 0)
+        g = max(v for _, v in gan_at[where])
+        if where not in said:  # name the GAN's number once per device and batch
+            parts.append(f"on {where[0]}, batch {where[1]}: gan {fmt(g)} samples/s")
+            said.add(where)
+        for mode, v in ar_at[where]:
+            parts.append(f"{ar.model} ({mode}) {fmt(v)} samples/s, so the GAN is {fmt(g / v, 3)}× faster")
     d = data_dim(ars[0])
-    tail = f" ({ars[0].model} evaluates its network once per pixel: {d} sequential steps per sample)" if d else ""
+    names = " and ".join(g.model for g in ars)
+    tail = f" ({names} evaluate a network once per pixel: {d} sequential steps per sample)" if d else ""
     return "; ".join(parts) + tail + "."
 
 

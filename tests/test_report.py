@@ -69,7 +69,8 @@ def write_run(root: Path, model: str, seed: int, kind: str, latent: int | None, 
     rec = new_record(model=model, dataset="digits", seed=seed, config={"model": model}, device="cpu")
     rec["model_info"] = {"likelihood": kind, "parameters": 12345, "latent_dim": latent, "sampling_modes": ["default"]}
     rec["data"] = DATA
-    rec["train"] = {"steps": 10, "wall_time_s": 2.0 + seed}
+    stopped_by = "max_minutes" if model == "gsn" else "max_steps"  # the gsn runs hit their time budget
+    rec["train"] = {"steps": 10, "wall_time_s": 2.0 + seed, "stopped_by": stopped_by}
     if isinstance(body, str):
         rec["status"], rec["error"] = "failed", body
     else:
@@ -107,6 +108,7 @@ def test_mean_and_std_over_seeds(table: dict[str, dict[str, str]]) -> None:
     assert table["gan"]["train time (s)"] == "3.000 ± 1.0"  # 2, 3, 4
     assert table["gan"]["seeds"] == "3"
     assert table["pixelcnn"]["bits/dim"] == "= 2.000 (exact)"  # one seed: no std
+    assert table["gsn"]["train time (s)"] == "2.000 (1/1 hit max_minutes at 10 steps)"
 
 
 def test_kinds_and_main_likelihood(table: dict[str, dict[str, str]], sweep: Path) -> None:
