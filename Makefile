@@ -32,8 +32,8 @@ bench: install
 	$(BIN)/genbench bench model=$(MODEL) $(ARGS)
 
 lint: install
-	$(BIN)/ruff check genbench models tests
-	$(BIN)/ruff format --check genbench models tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # make compare DATASET=digits MODELS=gan,vae,pixelcnn,nice,realnvp SEEDS=0,1,2 [LAUNCHER=submitit_local|slurm]:
 # a Hydra multirun (conf/experiment/compare.yaml), one run directory per job under SWEEP_DIR, then the report there.
