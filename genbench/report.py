@@ -132,10 +132,10 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def fmt(x: float, digits: int = 4) -> str:
-    """`x` rounded to `digits` significant digits; plain notation from 0.001 to a million, else an exponent."""
+    """`x` rounded to `digits` significant digits; plain notation from 0.0001 to a million, else an exponent."""
     if x == 0:
         return f"{0:.{digits - 1}f}"
-    if not 1e-3 <= abs(x) < 1e6:
+    if not 1e-4 <= abs(x) < 1e6:
         return f"{x:.{digits - 1}e}"
     x = round(x, digits - 1 - math.floor(math.log10(abs(x))))
     decimals = digits - 1 - math.floor(math.log10(abs(x)))  # again: rounding may carry (999.96 -> 1000)

@@ -78,9 +78,11 @@ def vae_bound_gap(by_model: dict[str, Group], groups: list[Group]) -> str:
     if vae is None:
         return f"{NOT_MEASURED} (no vae runs)."
     per_seed: dict[str, dict[int, float]] = {}
+    n_examples: dict[str, int | None] = {}
     for key, ms in variants(vae, "nll_bpd").items():
         if ms[0]["kind"] == "lower_bound":
             per_seed[dict(key).get("method", "?")] = {m["seed"]: m["value"] for m in ms}
+            n_examples[dict(key).get("method", "?")] = ms[0].get("n")
     methods = sorted((m for m in per_seed if iwae_order(m)[0] < 3), key=iwae_order)
     if not methods:
         return f"{NOT_MEASURED} (the vae records have no ELBO, IWAE or AIS bits/dim)."
@@ -89,9 +91,12 @@ def vae_bound_gap(by_model: dict[str, Group], groups: list[Group]) -> str:
     for a, b in zip(methods, methods[1:], strict=False):
         paired = [per_seed[a][s] - per_seed[b][s] for s in per_seed[a] if s in per_seed[b]]
         if paired:
-            gaps.append(f"{a} → {b} tightens by {_mean_text(paired)}")
+            na, nb = n_examples[a], n_examples[b]
+            subsets = f" (on {na} and {nb} test examples)" if na != nb else ""
+            gaps.append(f"{a} → {b} {_mean_text(paired)}{subsets}")
     missing = [name for name, order in (("iwae-k", 1), ("ais", 2)) if all(iwae_order(m)[0] != order for m in methods)]
-    text = f"vae bits/dim {values}" + (f"; gaps (paired by seed, bits/dim): {'; '.join(gaps)}" if gaps else "")
+    gap_text = f"; gaps (bits/dim, paired by seed; positive = the later bound is tighter): {'; '.join(gaps)}"
+    text = f"vae bits/dim {values}" + (gap_text if gaps else "")
     return text + "".join(f"; {m}: {NOT_MEASURED}" for m in missing) + "."
 
 
