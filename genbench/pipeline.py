@@ -99,8 +99,9 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         }
         plots.save_curve_plot(run_dir / CURVE_NAME, run_dir / CURVE_PLOT_NAME, title=meta["model_name"])
         record["metrics"] = [m.to_dict() for m in evaluate_model(model, data, cfg.eval, run_dir)]
-    except GenbenchError as err:
-        record.update(status="failed", error=str(err))
+    except Exception as err:  # any failure, ours or a library's: the record says so, then the error goes on up
+        message = str(err) if isinstance(err, GenbenchError) else f"{type(err).__name__}: {err}"
+        record.update(status="failed", error=message)
         save_record(record, run_dir)
         raise
     save_record(record, run_dir)

@@ -16,11 +16,18 @@ class GaussianModel(GenerativeModel):
 
     likelihood = "exact"
 
-    def __init__(self, spec: DataSpec, lr: float = 0.05, nan_at_step: int | None = None, **_: object) -> None:
+    def __init__(
+        self,
+        spec: DataSpec,
+        lr: float = 0.05,
+        nan_at_step: int | None = None,
+        crash_at_step: int | None = None,
+        **_: object,
+    ) -> None:
         super().__init__(spec)
         self.mean = nn.Parameter(torch.zeros(spec.shape))
         self.log_std = nn.Parameter(torch.zeros(spec.shape))
-        self.lr, self.nan_at_step = lr, nan_at_step
+        self.lr, self.nan_at_step, self.crash_at_step = lr, nan_at_step, crash_at_step
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -38,6 +45,8 @@ class GaussianModel(GenerativeModel):
         loss.backward()
         self.optimizers["adam"].step()
         self.steps += 1
+        if self.crash_at_step is not None and int(self.steps) >= self.crash_at_step:
+            raise RuntimeError("simulated library failure")
         if self.nan_at_step is not None and int(self.steps) >= self.nan_at_step:
             return {"loss": float("nan")}
         return {"loss": loss.item()}

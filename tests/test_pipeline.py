@@ -71,6 +71,14 @@ def test_nan_loss_writes_a_failed_record_and_keeps_the_checkpoint(compose: Compo
     assert (tmp_path / "run" / CHECKPOINT_NAME).exists()
 
 
+def test_any_training_error_writes_a_failed_record(compose: Compose, tmp_path: Path) -> None:
+    cfg = compose(["model._target_=dummy_models.GaussianModel", "+model.crash_at_step=2", *TINY[2:]])
+    with pytest.raises(RuntimeError, match="simulated"):
+        bench(cfg)
+    record = load_record(tmp_path / "run")
+    assert record["status"] == "failed" and record["error"] == "RuntimeError: simulated library failure"
+
+
 def test_unknown_choices_get_one_line_and_nonzero_exit(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     assert main(["bench", "model=stylegan9", f"out_dir={tmp_path / 'x'}"]) == 2
     err = capsys.readouterr().err.strip()
