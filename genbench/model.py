@@ -109,3 +109,13 @@ def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torc
     """Uniform `[0, 1)` noise drawn from `generator`, like `randn`."""
     gen_device = generator.device if generator is not None else device
     return torch.rand(shape, generator=generator, device=gen_device).to(device)
+
+
+def draw_categorical(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw of a level from `logits (B, L)` with uniforms `u (B,)`; returns `(B,)` long.
+
+    Autoregressive samplers draw every sub-pixel this way, so two code paths that see the same uniforms and
+    (up to round-off) the same logits draw the same levels.
+    """
+    cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)  # (B, L)
+    return (cdf < u.double()[:, None]).sum(-1).clamp(max=logits.shape[-1] - 1)

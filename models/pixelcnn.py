@@ -33,7 +33,7 @@ from torch import nn
 
 from genbench.data import DataSpec, to_levels
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, rand, require_discrete_images
+from genbench.model import GenerativeModel, draw_categorical, rand, require_discrete_images
 
 # ----------------------------------------------------------------------------- layers
 
@@ -242,11 +242,6 @@ class PixelCNN(GenerativeModel):
             self.train(was_training)
         return k.float() / (self.L - 1)
 
-    def _draw(self, logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Inverse-CDF draw of a level from `logits (B, L)` with uniforms `u (B,)`; returns `(B,)` long."""
-        cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)  # (B, L)
-        return (cdf < u[:, None]).sum(-1).clamp(max=self.L - 1)
-
     def _sample_naive(self, u: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """H*W*C full forward passes, one per sub-pixel."""
         k = torch.zeros(u.shape[0], self.C, self.H, self.W, dtype=torch.long, device=u.device)
@@ -254,7 +249,7 @@ class PixelCNN(GenerativeModel):
             for j in range(self.W):
                 for c in range(self.C):
                     logits = self(k.float() / (self.L - 1), labels)[:, c, :, i, j]  # (B, L)
-                    k[:, c, i, j] = self._draw(logits, u[:, i, j, c])
+                    k[:, c, i, j] = draw_categorical(logits, u[:, i, j, c])
         return k
 
     def _sample_cached(self, u: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -298,7 +293,7 @@ class _CachedSampler:
             for j in range(m.W):
                 for c in range(m.C):
                     logits = self._pixel(i, j, links).view(self.n, m.C, m.L)[:, c]  # (B, L)
-                    self.k[:, c, i, j] = m._draw(logits, u[:, i, j, c])
+                    self.k[:, c, i, j] = draw_categorical(logits, u[:, i, j, c])
                     self._write_input(i, j, c)
         return self.k
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from genbench.data import DataSpec, to_levels
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, LikelihoodKind, rand, require_discrete_images
+from genbench.model import GenerativeModel, LikelihoodKind, draw_categorical, rand, require_discrete_images
 
 VARIANTS = ("row", "diagonal")
 
@@ -292,8 +292,6 @@ class PixelRNN(GenerativeModel):
                 for ch in range(channels):
                     # causality: rows below r cannot change row r's logits, so leave them out
                     logits = self.logits(x[:, :, : r + 1])[:, ch, :, r, col]  # (n, L)
-                    cdf = torch.softmax(logits.double(), dim=1).cumsum(dim=1)
-                    u = rand((n, 1), generator, x.device).double()
-                    k = (cdf < u).sum(dim=1).clamp(max=self.levels - 1)  # inverse-CDF draw
+                    k = draw_categorical(logits, rand((n,), generator, x.device))
                     x[:, ch, r, col] = k.to(x.dtype) / (self.levels - 1)
         return x
