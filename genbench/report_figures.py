@@ -8,8 +8,6 @@ directly (Agg canvas, no pyplot state), so drawing never needs a display.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from matplotlib.image import imread
 from matplotlib.patches import Patch
 
 from genbench.report import Group, likelihood_cells, loss_curve, sample_cell, throughput_cell, uniform
+from genbench.results import atomic_write
 
 SAMPLES_NAME = "samples.png"  # written into every run directory by the pipeline
 KIND_STYLE = {  # bar face and hatch per likelihood kind
@@ -145,13 +144,7 @@ FIGURES: tuple[tuple[str, str, Callable[[list[Group]], Figure | None]], ...] = (
 
 def save(fig: Figure, path: Path) -> None:
     """Save through a temporary file, then rename, like every other file genbench writes."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
 
 
 def draw_all(groups: list[Group], out: Path, dataset: str) -> dict[str, str]:

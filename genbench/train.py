@@ -10,9 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from tqdm.auto import tqdm
 
 from genbench.errors import GenbenchError, NonFiniteLossError
 from genbench.model import GenerativeModel
-from genbench.results import atomic_write_text
+from genbench.results import atomic_write, atomic_write_text
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CURVE_NAME = "curve.csv"
@@ -99,13 +97,7 @@ def save_checkpoint(path: Path, model: GenerativeModel, step: int, wall_time_s: 
         "torch_rng_state": torch.get_rng_state(),
         **meta,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from genbench.data import Dataset, DataSpec, data_root
 from genbench.errors import GenbenchError
+from genbench.results import atomic_write
 
 FEATURES = ("auto", "inception", "domain", "raw")
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -281,10 +282,8 @@ def domain_classifier(
         return net.eval(), float(saved["accuracy"]), key
     _train_classifier(net, data, cfg, device)
     accuracy = _accuracy(net, data.test, data.test_labels, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": net.state_dict(), "accuracy": accuracy, "config": cfg}, tmp)
-    tmp.replace(path)  # atomic: a reader never sees half a checkpoint
+    state = {"state_dict": net.state_dict(), "accuracy": accuracy, "config": cfg}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
     return net, accuracy, key
 
 

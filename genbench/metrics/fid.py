@@ -33,7 +33,7 @@ from genbench.metrics import features as feats
 from genbench.metrics.kid import kid
 from genbench.metrics.precision_recall import precision_recall
 from genbench.model import GenerativeModel
-from genbench.results import Metric
+from genbench.results import Metric, atomic_write
 
 NO_UNIT = "–"  # DESIGN.md's metric table: FID and KID carry no unit
 
@@ -151,10 +151,7 @@ def reference_statistics(
             return ReferenceStats(saved["mu"], saved["sigma"], saved["features"], key)
     features = feats.extract(extractor, x, batch_size, desc=f"reference features ({label})")
     mu, sigma = statistics(features)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, mu=mu, sigma=sigma, features=features)
-    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    atomic_write(path, lambda tmp: np.savez(tmp, mu=mu, sigma=sigma, features=features))
     return ReferenceStats(mu, sigma, features, key)
 
 
