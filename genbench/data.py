@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genbench.errors import ChecksumError, DataMissingError, GenbenchError
+from genbench.results import atomic_write
 
 DATASETS = ("digits", "toy2d", "mnist", "fashion_mnist", "cifar10", "npz")
 TOY_MIXTURES = ("ring8", "grid25")
@@ -192,11 +193,9 @@ def download(url: str, dest: Path, md5: str, timeout: float = 60.0) -> Path:
 
     A mismatching download is deleted and raises `ChecksumError`, so nothing unverified is left behind.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+
+    def fetch_and_verify(tmp: Path) -> None:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
@@ -205,9 +204,8 @@ def download(url: str, dest: Path, md5: str, timeout: float = 60.0) -> Path:
         got = md5sum(tmp)
         if got != md5:
             raise ChecksumError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the file was not kept")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, fetch_and_verify)
     return dest
 
 
