@@ -18,7 +18,14 @@ from torch import nn
 from genbench.data import DATASETS, DataSpec
 from genbench.errors import GenbenchError
 
-LikelihoodKind = Literal["exact", "bound", "estimate", "none"]
+LikelihoodKind = Literal["exact", "lower_bound", "estimate", "none"]
+# What a model is, for tables and the seed's claims (which compare families, never names).
+ModelFamily = Literal[
+    "adversarial", "variational", "autoregressive", "flow", "boltzmann", "markov_chain", "diffusion", "other"
+]
+# The data a model is trained and scored on: the discrete levels k/(L-1), uniformly dequantized (k+u)/L,
+# or one fixed binarization (L = 2). Likelihood numbers on different variants do not compare.
+DataVariant = Literal["discrete", "dequantized", "binarized"]
 
 
 class GenerativeModel(nn.Module):
@@ -33,10 +40,14 @@ class GenerativeModel(nn.Module):
     """
 
     likelihood: ClassVar[LikelihoodKind] = "none"
+    family: ClassVar[ModelFamily] = "other"
     # Sampling modes the model offers; the first is the default. The speed harness times each.
     sampling_modes: ClassVar[tuple[str, ...]] = ("default",)
-    # How the model sees discrete data: "discrete" (k/(L-1)), "dequantized" ((k+u)/L) or "binarized".
-    data_preprocessing: ClassVar[str] = "discrete"
+    # True where the mode changes the distribution sampled (a chain's length, a diffusion's step count), so each
+    # mode gets its own sample-quality numbers; False where modes compute one sampler differently (PixelCNN's
+    # cached and naive draw identical samples).
+    mode_changes_samples: ClassVar[bool] = False
+    data_variant: ClassVar[DataVariant] = "discrete"
 
     def __init__(self, spec: DataSpec) -> None:
         super().__init__()
@@ -69,12 +80,22 @@ class GenerativeModel(nn.Module):
             )
         return mode
 
+    def network_evaluations(self, mode: str | None = None) -> int:
+        """Sequential network evaluations one sample needs in `mode`: 1 for a one-pass sampler, the number of
+        sub-pixels for an autoregressive one, the chain length for a Markov chain. Work a GPU cannot batch away."""
+        self.check_mode(mode)
+        return 1
+
     def describe(self) -> dict[str, object]:
         """Facts the run record states about the model beyond its arguments."""
         return {
             "likelihood": self.likelihood,
+            "family": self.family,
             "sampling_modes": list(self.sampling_modes),
-            "data_preprocessing": self.data_preprocessing,
+            "default_mode": self.sampling_modes[0],
+            "mode_changes_samples": self.mode_changes_samples,
+            "network_evaluations": {mode: self.network_evaluations(mode) for mode in self.sampling_modes},
+            "data_variant": self.data_variant,
             "parameters": sum(p.numel() for p in self.parameters()),
             "latent_dim": getattr(self, "latent_dim", None),
         }

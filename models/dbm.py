@@ -123,7 +123,9 @@ class DBM(GenerativeModel):
     """
 
     likelihood = "estimate"
-    data_preprocessing = "binarized"
+    family = "boltzmann"
+    mode_changes_samples = True
+    data_variant = "binarized"
     sampling_modes = ("default", "gibbs10", "gibbs100", "gibbs1000")
 
     def __init__(
@@ -350,6 +352,15 @@ class DBM(GenerativeModel):
 
     # ------------------------------------------------------------------ sampling and description
 
+    def chain_steps(self, mode: str | None) -> int:
+        """Gibbs sweeps of a mode: `gibbs<k>` runs k, `default` the constructor's `gibbs_steps`."""
+        mode = self.check_mode(mode)
+        return self.gibbs_steps if mode == "default" else int(mode.removeprefix("gibbs"))
+
+    def network_evaluations(self, mode: str | None = None) -> int:
+        """One Gibbs sweep (all three layers) per step of the chain."""
+        return self.chain_steps(mode)
+
     @torch.no_grad()
     def sample(
         self,
@@ -362,10 +373,7 @@ class DBM(GenerativeModel):
 
         The mode `gibbs<k>` sets the chain length to `k`; `default` uses the constructor's `gibbs_steps`.
         """
-        mode = self.check_mode(mode)
-        steps = gibbs_steps if gibbs_steps is not None else self.gibbs_steps
-        if mode != "default" and gibbs_steps is None:
-            steps = int(mode.removeprefix("gibbs"))
+        steps = gibbs_steps if gibbs_steps is not None else self.chain_steps(mode)
         dev = self.device
         v = bernoulli(torch.full((n, self.W1.shape[0]), 0.5, device=dev), generator)
         h2 = bernoulli(torch.full((n, self.W2.shape[1]), 0.5, device=dev), generator)

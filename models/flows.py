@@ -50,7 +50,8 @@ class _CouplingFlow(GenerativeModel):
     """
 
     likelihood = "exact"
-    data_preprocessing = "dequantized"
+    family = "flow"
+    data_variant = "dequantized"
 
     def __init__(self, spec: DataSpec, prior: str, lr: float, max_grad_norm: float) -> None:
         super().__init__(spec)

@@ -101,6 +101,7 @@ class GAN(GenerativeModel):
     """
 
     likelihood = "none"
+    family = "adversarial"
 
     def __init__(
         self,

@@ -83,6 +83,8 @@ class GSN(GenerativeModel):
     """
 
     likelihood = "none"
+    family = "markov_chain"
+    mode_changes_samples = True
     sampling_modes = ("default", "burn10", "burn100", "burn1000")
 
     def __init__(
@@ -202,6 +204,12 @@ class GSN(GenerativeModel):
                 out[step] = self.to_data(x)
             x = self.chain_step(x, generator)
         return {k: out[k] for k in lengths}
+
+    def network_evaluations(self, mode: str | None = None) -> int:
+        """Burn-in plus the kept stretch: the chain steps before a chain's last kept state."""
+        mode = self.check_mode(mode)
+        burn_in = self.burn_in if mode == "default" else int(mode.removeprefix("burn"))
+        return burn_in + self.chain_length
 
     @torch.no_grad()
     def sample(

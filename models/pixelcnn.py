@@ -33,7 +33,7 @@ from torch import nn
 
 from genbench.data import DataSpec, to_levels
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, draw_categorical, rand, require_discrete_images
+from genbench.model import GenerativeModel, ModelFamily, draw_categorical, rand, require_discrete_images
 
 # ----------------------------------------------------------------------------- layers
 
@@ -138,8 +138,8 @@ class PixelCNN(GenerativeModel):
     """
 
     likelihood: ClassVar[str] = "exact"
+    family: ClassVar[ModelFamily] = "autoregressive"
     sampling_modes: ClassVar[tuple[str, ...]] = ("cached", "naive")
-    data_preprocessing: ClassVar[str] = "discrete"
 
     def __init__(
         self,
@@ -213,6 +213,11 @@ class PixelCNN(GenerativeModel):
         return {"loss_bpd": loss.item() / math.log(2), "nll_nats": nll.mean().item()}
 
     # ------------------------------------------------------------------ sampling
+
+    def network_evaluations(self, mode: str | None = None) -> int:
+        """One network step per sub-pixel, in either mode (cached sampling makes each step cheaper, not fewer)."""
+        self.check_mode(mode)
+        return self.spec.dim
 
     def sample(
         self,

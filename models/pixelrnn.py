@@ -29,7 +29,7 @@ from torch import nn
 
 from genbench.data import DataSpec, to_levels
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, LikelihoodKind, draw_categorical, rand, require_discrete_images
+from genbench.model import GenerativeModel, LikelihoodKind, ModelFamily, draw_categorical, rand, require_discrete_images
 
 VARIANTS = ("row", "diagonal")
 
@@ -211,8 +211,8 @@ class PixelRNN(GenerativeModel):
     """
 
     likelihood: ClassVar[LikelihoodKind] = "exact"
+    family: ClassVar[ModelFamily] = "autoregressive"
     sampling_modes: ClassVar[tuple[str, ...]] = ("naive",)
-    data_preprocessing: ClassVar[str] = "discrete"
 
     def __init__(
         self,
@@ -280,6 +280,11 @@ class PixelRNN(GenerativeModel):
         opt.step()
         value = loss.item()
         return {"loss": value, "bits_per_dim": value / math.log(2)}
+
+    def network_evaluations(self, mode: str | None = None) -> int:
+        """One network step per sub-pixel."""
+        self.check_mode(mode)
+        return self.spec.dim
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:

@@ -113,7 +113,8 @@ class VAE(GenerativeModel):
         chunk: importance samples evaluated at once by `log_prob_bound`.
     """
 
-    likelihood = "bound"
+    likelihood = "lower_bound"
+    family = "variational"
 
     def __init__(
         self,

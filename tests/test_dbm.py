@@ -173,7 +173,7 @@ def test_bench_records_an_estimated_nll(compose) -> None:
     # log Z and its spread over AIS runs are recorded with the number they enter
     assert nll[0]["ais_runs"] == 10 and nll[0]["ais_betas"] == 50
     assert math.isfinite(nll[0]["log_partition"]) and nll[0]["log_partition_stderr"] > 0
-    assert record["model_info"]["data_preprocessing"] == "binarized"
+    assert record["model_info"]["data_variant"] == "binarized"
     assert "stochastic" in record["model_info"]["binarization"]
     modes = {m["mode"] for m in record["metrics"] if m["name"] == "sample_throughput"}
     assert modes == set(DBM.sampling_modes)

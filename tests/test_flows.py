@@ -195,7 +195,7 @@ def test_toy_density_integrates_to_one(name: str, prior: str) -> None:
 def test_log_prob_dequantizes_reproducibly_and_samples_stay_in_range(cls: type) -> None:
     torch.manual_seed(0)
     model = cls(DIGITS).eval()
-    assert model.likelihood == "exact" and model.data_preprocessing == "dequantized"
+    assert model.likelihood == "exact" and model.data_variant == "dequantized"
     assert not has_decoder(model) and not hasattr(model, "decode")
     x = torch.randint(0, 17, (5, 1, 8, 8)).float() / 16  # pipeline units k/(L-1)
     lp = model.log_prob(x, generator=torch.Generator().manual_seed(3))

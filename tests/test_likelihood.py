@@ -69,8 +69,8 @@ class ExactGauss(GenerativeModel):
 class BernoulliHalf(GenerativeModel):
     """Every binary pixel is 1 with probability 1/2: log P = -D log 2, so bits/dim = 1 exactly."""
 
-    likelihood = "bound"
-    data_preprocessing = "binarized"
+    likelihood = "lower_bound"
+    data_variant = "binarized"
 
     def __init__(self, spec: DataSpec) -> None:
         super().__init__(spec)
@@ -173,7 +173,7 @@ class LinearDecoder(GenerativeModel):
 class PPCA(LinearDecoder):
     """pPCA with its own observation model and an IWAE bound from a deliberately wrong Gaussian encoder."""
 
-    likelihood = "bound"
+    likelihood = "lower_bound"
 
     def __init__(self, spec: DataSpec, seed: int = 0) -> None:
         super().__init__(spec, seed)

@@ -31,7 +31,7 @@ def test_every_model_config_benches_on_digits(model: str, compose: Compose, tmp_
     assert find_metric(record, "sample_throughput") is not None
     nll = find_metric(record, "nll_bpd")
     kind = record["model_info"]["likelihood"]
-    expected = {"exact": "exact", "bound": "lower_bound", "estimate": "estimate"}.get(kind)
+    expected = {"exact": "exact", "lower_bound": "lower_bound", "estimate": "estimate"}.get(kind)
     if expected is not None:  # models that can give a likelihood must give one of the declared kind
         assert nll is not None and nll["kind"] == expected, nll
 

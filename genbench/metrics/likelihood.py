@@ -134,7 +134,7 @@ def model_inputs(model: GenerativeModel, x: torch.Tensor, levels: int | None) ->
     Binarized models see one fixed binarization (seed `BINARIZE_SEED`), scored with `L = 2`; every
     other model gets pipeline units and does its own dequantization.
     """
-    if model.data_preprocessing == "binarized":
+    if model.data_variant == "binarized":
         return binarize(x, torch.Generator().manual_seed(BINARIZE_SEED)), 2, {"data": "binarized"}
     return x, levels, {}
 
@@ -203,7 +203,7 @@ def density_methods(
 
     if model.likelihood == "exact":
         yield "exact", "exact", call(model.log_prob)
-    elif model.likelihood == "bound":
+    elif model.likelihood == "lower_bound":
         for k in dict.fromkeys([1, *k_list]):  # k=1 is the ELBO; keep order, drop repeats
             yield ("elbo" if k == 1 else f"iwae-{k}"), "lower_bound", call(model.log_prob_bound, int(k))
     elif model.likelihood == "estimate":
