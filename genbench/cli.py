@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -17,9 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from genbench import CONF_DIR
 from genbench.errors import GenbenchError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 HYDRA_COMMANDS = ("bench", "eval", "speed")
 COMMANDS = (*HYDRA_COMMANDS, "report")
 CHECKED_GROUPS = ("model", "dataset", "eval", "train")
@@ -36,7 +35,7 @@ def _task(command: str) -> Callable[[DictConfig], Any]:
         from genbench.pipeline import evaluate_run
 
         return evaluate_run
-    from genbench.metrics.speed import run_speed
+    from genbench.speed import run_speed
 
     return run_speed
 

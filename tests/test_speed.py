@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from genbench import speed as speed_command
 from genbench.data import DataSpec
 from genbench.errors import GenbenchError
 from genbench.metrics import speed, speed_timing
@@ -124,7 +125,7 @@ def test_record_has_every_field() -> None:
     model = TinyLinear(SPEC)
     sc = sweep_cfg()
     points = speed.sweep(model, sc, torch.Generator().manual_seed(0))
-    record = speed.speed_record(model, "tiny", SPEC, "random", sc, points)
+    record = speed_command.speed_record(model, "tiny", SPEC, "random", sc, points)
     for key in ("kind", "model", "dataset", "shape", "weights", "device", "torch", "threads", "cpu_model", "protocol"):
         assert key in record, key
     assert record["shape"] == "4x4" and record["weights"] == "random"
@@ -243,7 +244,7 @@ def test_speed_report_ratio_table_against_the_gan(tmp_path: Path) -> None:
         fake_point("pixelcnn", "naive", 16, 0.0, status="oom"),
     ]
     for name, points in (("gan", gan), ("pixelcnn", pix)):
-        speed.write_record({"kind": "speed", "points": points}, tmp_path / name)
+        speed_command.write_record({"kind": "speed", "points": points}, tmp_path / name)
     written = speed_report(tmp_path, reference="gan")
     text = written["ratios"].read_text()
     assert "### Against gan at 28x28 on devX, fp32" in text
@@ -273,7 +274,7 @@ def compose_speed(tmp_path: Path, *overrides: str) -> DictConfig:
 
 
 def test_run_speed_one_fresh_model_writes_record_and_report(tmp_path: Path) -> None:
-    (record,) = speed.run_speed(compose_speed(tmp_path, "model=gan"))
+    (record,) = speed_command.run_speed(compose_speed(tmp_path, "model=gan"))
     assert record["model"] == "gan" and record["weights"] == "random" and record["shape"] == "8x8"
     for name in ("speed.json", "speed_table.md", "speed_table.csv", "speed.png", "speed_ratios.md"):
         assert (tmp_path / "one" / name).exists(), name
@@ -282,21 +283,19 @@ def test_run_speed_one_fresh_model_writes_record_and_report(tmp_path: Path) -> N
 
 def test_run_speed_several_models_in_one_command(tmp_path: Path) -> None:
     cfg = compose_speed(tmp_path, "speed.models=[gan,vae]", f"speed.out_dir={tmp_path / 'many'}")
-    records = speed.run_speed(cfg)
+    records = speed_command.run_speed(cfg)
     assert [r["model"] for r in records] == ["gan", "vae"]
     assert (tmp_path / "many" / "gan" / "speed.json").exists() and (tmp_path / "many" / "vae" / "speed.json").exists()
     text = (tmp_path / "many" / "speed_ratios.md").read_text()
     assert f"### Against gan at 8x8 on {records[0]['device']}, fp32" in text and "throughput gan : vae\n" in text
     with pytest.raises(GenbenchError, match="unknown model 'nope'"):
-        speed.run_speed(compose_speed(tmp_path, "speed.models=[nope]"))
+        speed_command.run_speed(compose_speed(tmp_path, "speed.models=[nope]"))
 
 
 def test_run_speed_on_a_run_directory_says_trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import genbench.pipeline
-
     run_cfg = OmegaConf.create({"model": {"name": "tiny"}})
-    monkeypatch.setattr(genbench.pipeline, "load_run", lambda run_dir: (TinyLinear(SPEC), FakeData(SPEC), run_cfg))
-    (record,) = speed.run_speed(compose_speed(tmp_path, f"run_dir={tmp_path}", "speed.modes=[fast]"))
+    monkeypatch.setattr(speed_command, "load_run", lambda run_dir: (TinyLinear(SPEC), FakeData(SPEC), run_cfg))
+    (record,) = speed_command.run_speed(compose_speed(tmp_path, f"run_dir={tmp_path}", "speed.modes=[fast]"))
     assert record["weights"] == "trained" and record["model"] == "tiny"
     assert {p["mode"] for p in record["points"]} == {"fast"}
 
@@ -308,7 +307,7 @@ class FakeData:
 
 def test_run_speed_skips_a_model_that_refuses_the_data_and_says_why(tmp_path: Path) -> None:
     cfg = compose_speed(tmp_path, "dataset=toy2d", "speed.models=[gan,pixelcnn]", f"speed.out_dir={tmp_path / 'toy'}")
-    gan, pixelcnn = speed.run_speed(cfg)
+    gan, pixelcnn = speed_command.run_speed(cfg)
     assert gan["status"] == "ok" and gan["shape"] == "2" and gan["points"]
     assert pixelcnn["status"] == "skipped" and pixelcnn["points"] == [] and "toy2d" in pixelcnn["error"]
     assert "Not measured: pixelcnn" in (tmp_path / "toy" / "speed_table.md").read_text()
