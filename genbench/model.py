@@ -48,6 +48,9 @@ class GenerativeModel(nn.Module):
     # cached and naive draw identical samples).
     mode_changes_samples: ClassVar[bool] = False
     data_variant: ClassVar[DataVariant] = "discrete"
+    # The most importance samples `log_prob_bound(x, k)` supports (None: any k; 1: its bound only, e.g. a
+    # diffusion model's variational bound, where each importance sample costs a whole trajectory).
+    max_bound_k: ClassVar[int | None] = None
 
     def __init__(self, spec: DataSpec) -> None:
         super().__init__()
@@ -79,6 +82,11 @@ class GenerativeModel(nn.Module):
                 f"unknown sampling mode {mode!r} for {type(self).__name__}; accepted: {self.sampling_modes}"
             )
         return mode
+
+    def likelihood_protocol(self) -> dict[str, object]:
+        """Fields that describe how the model computes its own likelihood (e.g. a diffusion bound's timesteps);
+        every likelihood metric of the model's own density carries them."""
+        return {}
 
     def network_evaluations(self, mode: str | None = None) -> int:
         """Sequential network evaluations one sample needs in `mode`: 1 for a one-pass sampler, the number of

@@ -204,7 +204,8 @@ def density_methods(
     if model.likelihood == "exact":
         yield "exact", "exact", call(model.log_prob)
     elif model.likelihood == "lower_bound":
-        for k in dict.fromkeys([1, *k_list]):  # k=1 is the ELBO; keep order, drop repeats
+        ks = [k for k in dict.fromkeys([1, *k_list]) if model.max_bound_k is None or k <= model.max_bound_k]
+        for k in ks:  # k=1 is the ELBO; keep order, drop repeats and what the model cannot do
             yield ("elbo" if k == 1 else f"iwae-{k}"), "lower_bound", call(model.log_prob_bound, int(k))
     elif model.likelihood == "estimate":
         yield "estimate", "estimate", call(model.log_prob_estimate)
@@ -220,7 +221,7 @@ def own_density_metrics(
     for method, kind, fn in density_methods(model, k_list, lcfg.get("chunk"), generator):
         with torch.no_grad():
             lp = batched(lambda xb, fn=fn: fn(xb.to(model.device)), x, int(lcfg.batch_size), f"likelihood {method}")
-        extra = dict(note)
+        extra = {**note, **model.likelihood_protocol()}
         if kind == "estimate" and getattr(model, "last_log_z", None) is not None:  # a DBM's AIS log Z and its spread
             fields = ("log_partition", "log_partition_stderr", "ais_runs", "ais_betas")
             extra.update(zip(fields, model.last_log_z, strict=True))
