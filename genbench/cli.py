@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     try:
         if command == "report":
-            from genbench.report import main as report_main
+            from genbench.report.comparison import main as report_main
 
             return report_main(rest)
         if command not in HYDRA_COMMANDS:

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from genbench import plots
+from genbench import metrics
 from genbench.data import Dataset, DataSpec, load_dataset
 from genbench.errors import GenbenchError
-from genbench.metrics import chain, fid, likelihood, speed
+from genbench.metrics.context import EvalContext
 from genbench.model import GenerativeModel
+from genbench.report import figures
 from genbench.results import Metric, atomic_write_text, load_record, new_record, save_record
 from genbench.train import (
     CHECKPOINT_NAME,
@@ -37,9 +36,6 @@ CONFIG_NAME = "config.yaml"
 SAMPLES_NAME = "samples.png"
 CURVE_PLOT_NAME = "curve.png"
 TOY_SCATTER_POINTS = 1000
-MetricFamily = Callable[[GenerativeModel, Dataset, DictConfig, torch.Generator], list[Metric]]
-# Every metric family, one file each in genbench/metrics/; each reads only its own section of the eval config.
-METRIC_FAMILIES: list[MetricFamily] = [likelihood.evaluate, fid.evaluate, chain.evaluate, speed.evaluate]
 
 
 def build_model(model_cfg: dict[str, Any], spec: DataSpec) -> GenerativeModel:
@@ -97,7 +93,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
             "resumed_from": result.resumed_from,
             "batch_size": train_cfg.batch_size,
         }
-        plots.save_curve_plot(run_dir / CURVE_NAME, run_dir / CURVE_PLOT_NAME, title=meta["model_name"])
+        figures.save_curve_plot(run_dir / CURVE_NAME, run_dir / CURVE_PLOT_NAME, title=meta["model_name"])
         record["metrics"] = [m.to_dict() for m in evaluate_model(model, data, cfg.eval, run_dir)]
     except Exception as err:  # any failure, ours or a library's: the record says so, then the error goes on up
         message = str(err) if isinstance(err, GenbenchError) else f"{type(err).__name__}: {err}"
@@ -109,17 +105,15 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
 
 
 def evaluate_model(model: GenerativeModel, data: Dataset, eval_cfg: DictConfig, run_dir: Path) -> list[Metric]:
-    """Sample grid plus every metric family, all from one seeded generator."""
-    generator = torch.Generator().manual_seed(eval_cfg.seed)
-    model.eval()
+    """Sample grid plus every registered metric family (genbench.metrics.FAMILIES), on one evaluation context:
+    each sampling mode's samples are drawn once and shared, each family draws its own randomness."""
+    ctx = EvalContext(model, data, eval_cfg)
     n_grid = eval_cfg.grid_size if data.spec.is_image else TOY_SCATTER_POINTS
-    with torch.no_grad():
-        grid = model.sample(n_grid, generator=generator).cpu()
-    plots.save_sample_grid(grid, run_dir / SAMPLES_NAME, data)
-    metrics: list[Metric] = []
-    for family in METRIC_FAMILIES:
-        metrics += family(model, data, eval_cfg, generator)
-    return metrics
+    figures.save_sample_grid(ctx.samples(n_grid), run_dir / SAMPLES_NAME, data)
+    found: list[Metric] = []
+    for family in metrics.FAMILIES:
+        found += family.evaluate_fn()(ctx)
+    return found
 
 
 def load_run(run_dir: Path | str) -> tuple[GenerativeModel, Dataset, DictConfig]:

@@ -23,7 +23,7 @@ import torch
 
 from genbench.errors import GenbenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every metric carries `variant`, the fields that tell it apart from others of its name
 RECORD_NAME = "record.json"
 METRIC_KINDS = ("exact", "lower_bound", "estimate", "measured")
 RECORD_STATUSES = ("ok", "failed")
@@ -41,12 +41,24 @@ REQUIRED_RECORD_KEYS = (
     "metrics",
 )
 REQUIRED_METRIC_KEYS = ("name", "value", "unit", "kind", "stderr", "n", "split")
+# Schema 1 records name no variant; these fields told variants apart then.
+LEGACY_SCHEMA_VERSION = 1
+LEGACY_VARIANT_FIELDS = (
+    "method", "data", "features", "k", "chain_length", "mode", "batch_size", "dtype", "compile", "device", "split",
+)  # fmt: skip
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pytorch-fid", "hydra-core", "scikit-learn", "genbench")
 
 
 @dataclass
 class Metric:
-    """One number in a record. `extra` holds the per-metric fields DESIGN.md names (method, features, ...)."""
+    """One number in a record. `extra` holds the per-metric fields DESIGN.md names (method, features, ...).
+
+    `variant` names the fields of `extra` that tell this measurement apart from others of the same name in one
+    run (FID per sampling mode: `("features", "mode", "source")`). The report keeps every variant in its own cell
+    and refuses a record in which two metrics share name and variant, so a new field that should separate two
+    numbers cannot be averaged away silently. Fields not named (sizes, chosen bandwidths, timings) describe the
+    measurement without splitting it.
+    """
 
     name: str
     value: float | None
@@ -56,15 +68,19 @@ class Metric:
     n: int | None = None
     split: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    variant: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in METRIC_KINDS:
             raise ValueError(f"metric {self.name}: unknown kind {self.kind!r}; accepted: {METRIC_KINDS}")
+        missing = [f for f in self.variant if f not in self.extra]
+        if missing:
+            raise ValueError(f"metric {self.name}: variant fields {missing} not among its fields {list(self.extra)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        extra = d.pop("extra")
-        return {**d, **extra}
+        extra, variant = d.pop("extra"), d.pop("variant")
+        return {**d, **extra, "variant": {f: extra[f] for f in variant}}
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -168,7 +184,7 @@ def validate_record(record: dict[str, Any], source: str = "record") -> dict[str,
     missing = [k for k in REQUIRED_RECORD_KEYS if k not in record]
     if missing:
         raise GenbenchError(f"{source}: missing fields {missing}")
-    if record["schema_version"] != SCHEMA_VERSION:
+    if record["schema_version"] not in (LEGACY_SCHEMA_VERSION, SCHEMA_VERSION):
         raise GenbenchError(f"{source}: schema_version {record['schema_version']}, expected {SCHEMA_VERSION}")
     if record["status"] not in RECORD_STATUSES:
         raise GenbenchError(f"{source}: status {record['status']!r}; accepted: {RECORD_STATUSES}")
@@ -178,6 +194,10 @@ def validate_record(record: dict[str, Any], source: str = "record") -> dict[str,
             raise GenbenchError(f"{source}: metric #{i} ({m.get('name')}) lacks {lacking}")
         if m["kind"] not in METRIC_KINDS:
             raise GenbenchError(f"{source}: metric {m['name']} has kind {m['kind']!r}; accepted: {METRIC_KINDS}")
+        if record["schema_version"] == LEGACY_SCHEMA_VERSION:  # before variants were explicit
+            m.setdefault("variant", {f: m[f] for f in LEGACY_VARIANT_FIELDS if m.get(f) is not None})
+        elif not isinstance(m.get("variant"), dict):
+            raise GenbenchError(f"{source}: metric {m['name']} lacks its variant (the fields that tell it apart)")
     return record
 
 

@@ -20,10 +20,10 @@ from genbench import CONF_DIR
 from genbench.data import DataSpec
 from genbench.errors import GenbenchError
 from genbench.metrics.speed import point_metrics, sweep
-from genbench.metrics.speed_report import SPEED_RECORD, speed_report
 from genbench.metrics.speed_timing import cpu_model, device_slug, environment, shape_label
 from genbench.model import GenerativeModel
 from genbench.pipeline import build_dataset, build_model, load_run
+from genbench.report.speed import SPEED_RECORD, speed_report
 from genbench.results import atomic_write_text, device_name, git_commit
 from genbench.train import resolve_device
 

@@ -167,8 +167,8 @@ class DBM(GenerativeModel):
         self.register_buffer("chain_h2", torch.zeros(pcd_chains, hidden2))
         self.register_buffer("data_mean", torch.full((dim,), 0.5))
         self.register_buffer("data_count", torch.zeros((), dtype=torch.float64))
-        self.last_log_z: tuple[float, float, int, int] | None = None
-        self._log_z_key: tuple | None = None
+        self._log_z_key: tuple | None = None  # the parameter state the cached log Z belongs to
+        self._log_z: dict[str, float | int] = {}
 
     # ------------------------------------------------------------------ conditionals and inference
 
@@ -231,23 +231,37 @@ class DBM(GenerativeModel):
     def _parameter_key(self) -> tuple:
         return (int(self.num_steps), *(float(p.detach().double().sum()) for p in self.parameters()))
 
-    @torch.no_grad()
-    def log_prob_estimate(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean-field bound minus AIS `log Z`, plus `D log 2`: `log P(v) + D log 2` nats per example.
+    def log_partition(self, generator: torch.Generator | None = None) -> dict[str, float | int]:
+        """The AIS estimate of `log Z` with its standard error and protocol, estimated once per parameter state
+        (every test batch is scored against the same normaliser)."""
+        key = (*self._parameter_key(), self.ais_runs, self.ais_betas)
+        if self._log_z_key != key:
+            log_z, stderr = self.estimate_log_partition(generator=generator)
+            self._log_z = {
+                "log_partition": log_z,
+                "log_partition_stderr": stderr,
+                "ais_runs": self.ais_runs,
+                "ais_betas": self.ais_betas,
+            }
+            self._log_z_key = key
+        return dict(self._log_z)
 
-        `x` must be binary (the likelihood module passes a fixed binarization of the test split). `log Z`
-        is estimated once per parameter state and cached in `last_log_z = (mean, stderr, runs, betas)`.
+    @torch.no_grad()
+    def log_prob_estimate(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, float | int]]:
+        """Mean-field bound minus AIS `log Z`, plus `D log 2`: `log P(v) + D log 2` nats per example, and the
+        `log Z` estimate it used (`log_partition`, its stderr, AIS runs and temperatures).
+
+        `x` must be binary (the likelihood module passes a fixed binarization of the test split).
         """
         v = x.flatten(1)  # (B, D)
         if not torch.all((v == 0) | (v == 1)):
             raise GenbenchError("DBM.log_prob_estimate needs binary inputs (a binarization of the data)")
-        key = (*self._parameter_key(), self.ais_runs, self.ais_betas)
-        if self._log_z_key != key:
-            log_z, stderr = self.estimate_log_partition(generator=generator)
-            self.last_log_z, self._log_z_key = (log_z, stderr, self.ais_runs, self.ais_betas), key
+        log_z = self.log_partition(generator)
         mu1, mu2 = self.mean_field(v, self.eval_mf_steps)
-        bound = self.variational_bound(v, mu1, mu2) - self.last_log_z[0]
-        return bound + v.shape[1] * math.log(2.0)
+        bound = self.variational_bound(v, mu1, mu2) - log_z["log_partition"]
+        return bound + v.shape[1] * math.log(2.0), log_z
 
     # ------------------------------------------------------------------ training
 
@@ -394,7 +408,4 @@ class DBM(GenerativeModel):
             likelihood_method=f"mean-field bound ({self.eval_mf_steps} iterations) - AIS log Z",
             steps=int(self.num_steps),
         )
-        if self.last_log_z is not None:
-            mean, stderr, runs, betas = self.last_log_z
-            info.update(ais_log_z=mean, ais_log_z_stderr=stderr, ais_runs=runs, ais_betas=betas)
         return info

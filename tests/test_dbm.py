@@ -82,8 +82,9 @@ def test_variational_bound_below_exact_log_prob() -> None:
     # In DESIGN units, with the exact log Z the estimate is a bound on log P(v) + D log 2.
     model.eval_mf_steps = 30
     model.ais_runs, model.ais_betas = 100, 500
-    est = model.log_prob_estimate(v.reshape(-1, 1, 1, d))
-    log_z_ais, stderr = model.last_log_z[0], model.last_log_z[1]
+    est, log_z = model.log_prob_estimate(v.reshape(-1, 1, 1, d))
+    log_z_ais, stderr = log_z["log_partition"], log_z["log_partition_stderr"]
+    assert (log_z["ais_runs"], log_z["ais_betas"]) == (100, 500)
     exact = exact_unnorm - exact_log_z(model) + d * math.log(2)
     assert torch.allclose(est, bounds[-1] - log_z_ais + d * math.log(2))
     assert torch.all(est <= exact + 4 * stderr)

@@ -12,6 +12,7 @@ from scipy.stats import ortho_group
 from genbench.data import DataSpec, load_digits_data, load_toy2d
 from genbench.metrics import features as feats
 from genbench.metrics import fid
+from genbench.metrics.context import EvalContext
 from genbench.model import GenerativeModel
 
 
@@ -143,22 +144,24 @@ class FixedSampler(GenerativeModel):
         return self.pool[idx]
 
 
-def fid_cfg(tmp_path, **overrides) -> OmegaConf:
-    section = {"enabled": True, "features": "auto", "n_gen": 400, "n_ref": None, "batch_size": 128}
-    section |= {"kid_subsets": 5, "kid_subset_size": 100, "pr_k": 3, "pr_chunk": 64, "cache_dir": str(tmp_path)}
-    section |= {"domain": {"max_steps": 40, "epochs": 5}}
-    return OmegaConf.create({"seed": 0, "fid": section | overrides})
+def fid_cfg(tmp_path, features: str = "auto", **overrides) -> OmegaConf:
+    """An eval config with the `fid` section (no real-data floor unless asked) and its `features` section."""
+    section = {"enabled": True, "n_gen": 400, "n_ref": None, "real_data_floor": False}
+    section |= {"kid_subsets": 5, "kid_subset_size": 100, "pr_k": 3, "pr_chunk": 64}
+    features = {"name": features, "batch_size": 128, "cache_dir": str(tmp_path), "domain": {"max_steps": 40}}
+    return OmegaConf.create({"seed": 0, "fid": section | overrides, "features": features})
 
 
 def test_evaluate_toy2d_raw_names_units_and_values(tmp_path) -> None:
     data = load_toy2d("ring8", n_train=100, n_test=500)
     good = FixedSampler(data.spec, data.density.sample(400, torch.Generator().manual_seed(9)))
     collapsed = FixedSampler(data.spec, data.density.centers[:1].float() + 0.1 * torch.randn(400, 2))
-    m_good = {m.name: m for m in fid.evaluate(good, data, fid_cfg(tmp_path), None)}
-    m_bad = {m.name: m for m in fid.evaluate(collapsed, data, fid_cfg(tmp_path), None)}
+    m_good = {m.name: m for m in fid.evaluate(EvalContext(good, data, fid_cfg(tmp_path)))}
+    m_bad = {m.name: m for m in fid.evaluate(EvalContext(collapsed, data, fid_cfg(tmp_path)))}
     assert list(m_good) == ["fid", "kid", "precision", "recall"]
     for m in m_good.values():
         assert m.kind == "estimate" and m.split == "test" and m.extra["features"] == "raw"
+        assert m.to_dict()["variant"] == {"features": "raw", "mode": "default", "source": "model"}
         assert m.unit == ("fraction" if m.name in ("precision", "recall") else "–")
     assert m_good["fid"].extra["n_gen"] == 400 and m_good["fid"].extra["n_ref"] == 500
     assert m_good["precision"].extra["k"] == 3 and m_good["precision"].extra["n_ref"] == 400
@@ -174,13 +177,13 @@ def test_evaluate_toy2d_raw_names_units_and_values(tmp_path) -> None:
 
 def test_evaluate_disabled_returns_nothing(tmp_path) -> None:
     data = load_toy2d("ring8", n_train=10, n_test=10)
-    assert fid.evaluate(FixedSampler(data.spec, data.test), data, fid_cfg(tmp_path, enabled=False), None) == []
+    assert fid.evaluate(EvalContext(FixedSampler(data.spec, data.test), data, fid_cfg(tmp_path, enabled=False))) == []
 
 
 def test_evaluate_digits_domain_features_records_accuracy(tmp_path) -> None:
     data = load_digits_data()
     model = FixedSampler(data.spec, data.train[:300])
-    metrics = fid.evaluate(model, data, fid_cfg(tmp_path, n_gen=300), None)
+    metrics = fid.evaluate(EvalContext(model, data, fid_cfg(tmp_path, n_gen=300)))
     for m in metrics:
         assert m.extra["features"] == "domain"
         assert 0.5 < m.extra["classifier_accuracy"] <= 1.0  # 40 steps already beat chance (0.1) by far
@@ -193,7 +196,7 @@ def test_evaluate_inception_path_with_stand_in_net(tmp_path, monkeypatch) -> Non
     monkeypatch.setattr(feats, "inception_weights_file", lambda path, download: tmp_path / "w.pth")
     monkeypatch.setattr(feats, "load_fid_inception", lambda file: ListOutput(stand_in))
     model = FixedSampler(data.spec, data.train[:64])
-    metrics = fid.evaluate(model, data, fid_cfg(tmp_path, features="inception", n_gen=64, n_ref=64), None)
+    metrics = fid.evaluate(EvalContext(model, data, fid_cfg(tmp_path, features="inception", n_gen=64, n_ref=64)))
     assert [m.extra["features"] for m in metrics] == ["inception"] * 4
     assert np.isfinite(metrics[0].value) and metrics[0].value > 0
 
@@ -212,6 +215,6 @@ class ListOutput(torch.nn.Module):
 def test_n_gen_capped_on_cpu(tmp_path) -> None:
     data = load_toy2d("ring8", n_train=10, n_test=300)
     model = FixedSampler(data.spec, data.test)
-    metrics = fid.evaluate(model, data, fid_cfg(tmp_path, n_gen=400, n_gen_cpu=250), None)
+    metrics = fid.evaluate(EvalContext(model, data, fid_cfg(tmp_path, n_gen=400, n_gen_cpu=250)))
     assert metrics[0].extra["n_gen"] == metrics[0].n == 250
     assert metrics[1].extra["subset_size"] == 100 and metrics[2].extra["n_ref"] == 250

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from genbench.data import Dataset, DataSpec, ToyMixture, binarize
 from genbench.metrics import ais, parzen
 from genbench.metrics import likelihood as lk
+from genbench.metrics.context import EvalContext
 from genbench.model import GenerativeModel
 
 # ----------------------------------------------------------------------------- units
@@ -102,7 +103,7 @@ def eval_cfg(**overrides: object) -> object:
 
 def test_exact_model_gets_nats_mean_and_stderr_and_no_bpd_on_toy_data() -> None:
     data = toy_data()
-    metrics = lk.evaluate(ExactGauss(data.spec), data, eval_cfg(), torch.Generator().manual_seed(0))
+    metrics = lk.evaluate(EvalContext(ExactGauss(data.spec), data, eval_cfg()))
     assert [m.name for m in metrics] == ["nll_nats"]
     nll = 0.5 * (data.test.double() ** 2).sum(1) + math.log(2 * math.pi)
     m = metrics[0]
@@ -114,7 +115,7 @@ def test_exact_model_gets_nats_mean_and_stderr_and_no_bpd_on_toy_data() -> None:
 def test_bound_model_on_binarized_images_gets_elbo_and_each_iwae_k_with_l2() -> None:
     data = image_data()
     model = BernoulliHalf(data.spec)
-    metrics = lk.evaluate(model, data, eval_cfg(n_test=10), None)
+    metrics = lk.evaluate(EvalContext(model, data, eval_cfg(n_test=10)))
     methods = [(m.name, m.extra["method"]) for m in metrics]
     assert methods == [(n, meth) for meth in ("elbo", "iwae-4", "iwae-8") for n in ("nll_nats", "nll_bpd")]
     for m in metrics:
@@ -129,12 +130,12 @@ def test_bound_model_on_binarized_images_gets_elbo_and_each_iwae_k_with_l2() -> 
 
 def test_disabled_and_no_likelihood_give_nothing() -> None:
     data = toy_data()
-    assert lk.evaluate(ExactGauss(data.spec), data, eval_cfg(enabled=False), None) == []
+    assert lk.evaluate(EvalContext(ExactGauss(data.spec), data, eval_cfg(enabled=False))) == []
 
     class NoDensity(ExactGauss):
         likelihood = "none"
 
-    assert lk.evaluate(NoDensity(data.spec), data, eval_cfg(), None) == []
+    assert lk.evaluate(EvalContext(NoDensity(data.spec), data, eval_cfg())) == []
 
 
 # ----------------------------------------------------------------------------- a linear-Gaussian decoder (pPCA)
@@ -277,7 +278,7 @@ def test_elbo_below_iwae_below_exact_and_iwae_rises_with_k_in_chunks() -> None:
     torch.manual_seed(0)
     model = PPCA(DataSpec("ppca", (D_OBS,), None, (-10.0, 10.0), 1, 1, "-"))
     data = ppca_data(model, n_test=200)
-    metrics = lk.evaluate(model, data, eval_cfg(batch_size=50, iwae_k=[4, 64], chunk=8), None)
+    metrics = lk.evaluate(EvalContext(model, data, eval_cfg(batch_size=50, iwae_k=[4, 64], chunk=8)))
     nll = {m.extra["method"]: m.value for m in metrics}
     exact = float(-model.exact_log_prob(data.test).mean())
     assert list(nll) == ["elbo", "iwae-4", "iwae-64"]
@@ -341,7 +342,7 @@ def test_parzen_on_gaussian_data_lands_near_the_true_log_likelihood() -> None:
     gen = torch.Generator().manual_seed(6)
     data = Dataset(spec, torch.randn(400, 2, generator=gen), torch.randn(500, 2, generator=gen))
     parzen = {"enabled": True, "n_samples": 4000, "n_valid": 400, "bandwidth_grid": [0.02, 0.1, 0.2, 0.3, 0.5, 2.0]}
-    metrics = lk.evaluate(GaussSampler(spec), data, eval_cfg(parzen=parzen), torch.Generator().manual_seed(7))
+    metrics = lk.evaluate(EvalContext(GaussSampler(spec), data, eval_cfg(parzen=parzen)))
     (m,) = metrics
     truth = float(0.5 * (data.test.double() ** 2).sum(1).mean() + math.log(2 * math.pi))
     assert (m.name, m.kind, m.extra["method"]) == ("nll_nats", "estimate", "parzen")
@@ -367,7 +368,7 @@ class WideGauss(ExactGauss):
 
 def test_kl_to_truth_with_an_exact_density_equals_the_hand_computed_mean() -> None:
     data = toy_mixture_data()
-    metrics = lk.evaluate(WideGauss(data.spec), data, eval_cfg(kl_to_truth={"enabled": True}), None)
+    metrics = lk.evaluate(EvalContext(WideGauss(data.spec), data, eval_cfg(kl_to_truth={"enabled": True})))
     kl = next(m for m in metrics if m.name == "kl_to_truth")
     x = data.test.double()
     diff = data.density.log_density(x) - (-0.5 * (x**2).sum(1) / 4 - math.log(8 * math.pi))
@@ -384,12 +385,12 @@ def test_kl_to_truth_from_samples_is_small_for_a_perfect_sampler() -> None:
             return data.density.sample(n, generator)
 
     kl_cfg = {"enabled": True, "n_samples": 4000, "n_valid": 500, "bandwidth_grid": [0.01, 0.03, 0.05, 0.1, 0.3]}
-    metrics = lk.evaluate(MixtureSampler(data.spec), data, eval_cfg(kl_to_truth=kl_cfg), torch.Generator())
+    metrics = lk.evaluate(EvalContext(MixtureSampler(data.spec), data, eval_cfg(kl_to_truth=kl_cfg)))
     (kl,) = metrics
     assert (kl.extra["method"], kl.extra["density_kind"]) == ("kde", "estimate")
     assert -3 * kl.stderr < kl.value < 0.15
     # The same estimator sees a model that ignores the ring: a large KL.
-    wide = lk.evaluate(GaussSampler(data.spec, scale=2.0), data, eval_cfg(kl_to_truth=kl_cfg), torch.Generator())
+    wide = lk.evaluate(EvalContext(GaussSampler(data.spec, scale=2.0), data, eval_cfg(kl_to_truth=kl_cfg)))
     assert wide[0].value > 1.0
 
 
@@ -420,11 +421,14 @@ def test_image_decoder_gets_ais_and_parzen_in_bits_per_dim_on_dequantized_data()
         ais=ais_cfg(steps=5, chains=2, n_test=4, batch_size=4, select_n=4, select_steps=2, bdmc_n=2),
         parzen={"enabled": True, "n_samples": 50, "n_valid": 10, "bandwidth_grid": [0.1, 0.3]},
     )
-    metrics = lk.evaluate(model, data, cfg, torch.Generator().manual_seed(9))
+    metrics = lk.evaluate(EvalContext(model, data, cfg))
     names = [(m.name, m.extra["method"]) for m in metrics]
     assert names == [("nll_nats", "ais"), ("nll_bpd", "ais"), ("nll_nats", "parzen"), ("nll_bpd", "parzen")]
     ais_nats, ais_bpd = metrics[0], metrics[1]
-    assert ais_nats.extra["data"] == "dequantized" and ais_nats.extra["obs_sigma"] in (0.1, 0.3, 1.0)
+    # about the discrete data, scored on dequantized points (Jensen makes it a bound there too)
+    assert ais_nats.extra["data"] == "discrete" and ais_nats.extra["dequantized"] is True
+    assert ais_nats.extra["obs_sigma"] in (0.1, 0.3, 1.0)
+    assert all(m.extra["dequantized"] for m in metrics[2:])  # Parzen as well
     assert ais_bpd.value == pytest.approx(float(lk.bits_per_dim(torch.tensor(-ais_nats.value).double(), 64, 17)))
     assert ais_nats.extra["bdmc_n"] == 2 and math.isfinite(ais_nats.extra["bdmc_gap_nats"])
     assert all(p.requires_grad for p in model.parameters())  # AIS froze them only while it ran

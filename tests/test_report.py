@@ -12,62 +12,61 @@ import numpy as np
 import pytest
 from matplotlib.image import imread, imsave
 
-from genbench.report import (
-    FAILED,
-    NO_LIKELIHOOD,
-    NOT_RUN,
-    RUN_COLUMNS,
-    fmt,
-    group_runs,
-    latex_escape,
-    likelihood_table,
-    load_runs,
-    main,
-    main_table,
-    read_csv,
-    report,
-)
+from genbench.report.cells import fmt
+from genbench.report.comparison import main, report
+from genbench.report.records import FAILED, NO_LIKELIHOOD, NOT_RUN, group_runs, load_runs
+from genbench.report.tables import RUN_COLUMNS, latex_escape, likelihood_table, main_table, read_csv
 from genbench.results import Metric, new_record, save_record
 
 DATA = {"name": "digits", "shape": [1, 8, 8], "levels": 17, "value_range": [0.0, 1.0]}
 ODD = "odd_model&50%"  # a name full of LaTeX specials
 
 
-def bpd(value: float, kind: str, method: str) -> Metric:
-    return Metric("nll_bpd", value, "bits/dim", kind, 0.01, 100, "test", {"method": method})
+def bpd(value: float, kind: str, method: str, data: str = "discrete") -> Metric:
+    extra = {"method": method, "data": data}
+    return Metric("nll_bpd", value, "bits/dim", kind, 0.01, 100, "test", extra, ("method", "data"))
 
 
-def fid(value: float, name: str = "fid") -> Metric:
-    return Metric(name, value, "-", "estimate", None, 500, "test", {"features": "domain", "n_gen": 500})
+def fid(value: float, name: str = "fid", mode: str = "default", source: str = "model") -> Metric:
+    extra = {"features": "domain", "n_gen": 500, "mode": mode, "source": source}
+    return Metric(name, value, "-", "estimate", None, 500, "test", extra, ("features", "mode", "source"))
 
 
-def chain_fid(value: float, length: int) -> Metric:
-    extra = {"features": "domain", "n_gen": 500, "chain_length": length}
-    return Metric("fid", value, "-", "estimate", None, 500, "test", extra)
+def speed(value: float, mode: str = "default", batch: int = 64) -> Metric:
+    extra = {"device": "cpu (x86_64, 2 threads)", "batch_size": batch, "dtype": "float32", "mode": mode}
+    return Metric("sample_throughput", value, "samples/s", "measured", None, None, None, extra, tuple(extra))
 
 
-def speed(value: float, mode: str = "default") -> Metric:
-    extra = {"device": "cpu (x86_64, 2 threads)", "batch_size": 64, "dtype": "float32", "mode": mode}
-    return Metric("sample_throughput", value, "samples/s", "measured", None, None, None, extra)
-
-
-# model -> (likelihood kind, latent_dim, {seed: metrics or an error string for a failed run})
+# model -> (family, likelihood kind, latent_dim, sampling modes, {seed: metrics or an error string for a failed run})
 GAN_SEEDS = [(0, 10, 1000), (1, 12, 1100), (2, 17, 1200)]  # seed, FID, samples/s
+GSN_MODES = ["default", "burn10", "burn100"]
 RUNS = {
-    "gan": ("none", 32, {s: [fid(v), fid(v / 100, "kid"), speed(t)] for s, v, t in GAN_SEEDS}),
-    "vae": ("lower_bound", 16, {0: [bpd(2.5, "lower_bound", "elbo"), bpd(2.4, "lower_bound", "iwae-8")],
-                          1: [bpd(2.7, "lower_bound", "elbo"), bpd(2.6, "lower_bound", "iwae-8")]}),
-    "pixelcnn": ("exact", None, {0: [bpd(2.0, "exact", "exact"), speed(10.0, "naive"), speed(50.0, "cached")]}),
-    "nice": ("exact", 64, {0: [bpd(3.0, "exact", "exact")], 1: "RuntimeError: boom at step 7"}),
-    "gsn": ("none", None, {0: [bpd(4.2, "estimate", "parzen"), chain_fid(80.0, 10), fid(50.0), chain_fid(60.0, 100)]}),
-    ODD: ("exact", None, {0: "ValueError: bad"}),
+    "gan": ("adversarial", "none", 32, ["default"],
+            {s: [fid(v), fid(v / 100, "kid"), speed(t), fid(4.0, source="data")] for s, v, t in GAN_SEEDS}),
+    "vae": ("variational", "lower_bound", 16, ["default"],
+            {0: [bpd(2.5, "lower_bound", "elbo"), bpd(2.4, "lower_bound", "iwae-8")],
+             1: [bpd(2.7, "lower_bound", "elbo"), bpd(2.6, "lower_bound", "iwae-8")]}),
+    "pixelcnn": ("autoregressive", "exact", None, ["cached", "naive"],
+                 {0: [bpd(2.0, "exact", "exact"), speed(10.0, "naive"), speed(50.0, "cached")]}),
+    "nice": ("flow", "exact", 64, ["default"], {0: [bpd(3.0, "exact", "exact")], 1: "RuntimeError: boom at step 7"}),
+    "dbm": ("boltzmann", "estimate", None, ["default"], {0: [bpd(0.5, "estimate", "estimate", "binarized")]}),
+    "gsn": ("markov_chain", "none", None, GSN_MODES,
+            {0: [bpd(4.2, "estimate", "parzen"), fid(80.0, mode="burn10"), fid(50.0), fid(60.0, mode="burn100"),
+                 speed(900.0, "burn10"), speed(100.0), speed(120.0, "burn100"), speed(5.0, batch=1)]}),
+    ODD: ("other", "exact", None, ["default"], {0: "ValueError: bad"}),
 }  # fmt: skip
 
 
-def write_run(root: Path, model: str, seed: int, kind: str, latent: int | None, body: list[Metric] | str) -> None:
+def write_run(
+    root: Path, model: str, seed: int, spec: tuple, body: list[Metric] | str, preset: str = "default"
+) -> None:
+    family, kind, latent, modes = spec
     run_dir = root / "digits" / model / f"seed{seed}"
     rec = new_record(model=model, dataset="digits", seed=seed, config={"model": model}, device="cpu")
-    rec["model_info"] = {"likelihood": kind, "parameters": 12345, "latent_dim": latent, "sampling_modes": ["default"]}
+    rec["model_info"] = {"likelihood": kind, "family": family, "parameters": 12345, "latent_dim": latent}
+    rec["model_info"] |= {"sampling_modes": modes, "mode_changes_samples": family == "markov_chain"}
+    rec["model_info"]["network_evaluations"] = {m: 1 if family != "autoregressive" else 64 for m in modes}
+    rec["eval_preset"] = preset
     rec["data"] = DATA
     stopped_by = "max_minutes" if model == "gsn" else "max_steps"  # the gsn runs hit their time budget
     rec["train"] = {"steps": 10, "wall_time_s": 2.0 + seed, "stopped_by": stopped_by}
@@ -88,16 +87,16 @@ def write_run(root: Path, model: str, seed: int, kind: str, latent: int | None, 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sweep")
-    for model, (kind, latent, seeds) in RUNS.items():
+    for model, (*spec, seeds) in RUNS.items():
         for seed, body in seeds.items():
-            write_run(root, model, seed, kind, latent, body)
+            write_run(root, model, seed, tuple(spec), body)
     return root
 
 
 @pytest.fixture(scope="module")
 def table(sweep: Path) -> dict[str, dict[str, str]]:
     """The main table as {model: {column header: cell}}."""
-    header, rows = main_table(group_runs(load_runs(sweep))["digits"])
+    header, rows = main_table(group_runs(load_runs(sweep).runs)["digits"])
     return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
 
 
@@ -116,10 +115,10 @@ def test_kinds_and_main_likelihood(table: dict[str, dict[str, str]], sweep: Path
     assert table["vae"]["bits/dim"] == "≤ 2.500 ± 0.14 (iwae-8)"
     assert table["gsn"]["bits/dim"] == "≈ 4.200 (parzen)"
     assert table["vae"]["likelihood"] == "lower_bound"
-    header, rows = likelihood_table(group_runs(load_runs(sweep))["digits"])
+    header, rows = likelihood_table(group_runs(load_runs(sweep).runs)["digits"])
     vae = {r[1]: r for r in rows if r[0] == "vae"}
     assert set(vae) == {"iwae-8 *", "elbo"}
-    assert vae["elbo"][3] == "≤ 2.600 ± 0.14" and vae["elbo"][2] == "lower_bound"
+    assert vae["elbo"][4] == "≤ 2.600 ± 0.14" and vae["elbo"][3] == "lower_bound" and vae["elbo"][2] == "discrete"
 
 
 def test_empty_cells_say_why(table: dict[str, dict[str, str]]) -> None:
@@ -128,7 +127,7 @@ def test_empty_cells_say_why(table: dict[str, dict[str, str]]) -> None:
     assert table["gsn"]["FID (domain)"] == "50.00"  # the main FID, not one at a chain length
     assert table[ODD]["bits/dim"] == FAILED and table[ODD]["FID (domain)"] == FAILED
     assert table["nice"]["seeds"] == "1 (1 failed)" and table["nice"]["bits/dim"] == "= 3.000 (exact)"
-    assert table["gan"]["samples/s (cpu (x86_64, 2 threads))"] == "1100 ± 100 (default, b=64)"
+    assert table["gan"]["samples/s (cpu (x86_64, 2 threads))"] == "1100 ± 100 (b=64)"
     assert table["pixelcnn"]["samples/s (cpu (x86_64, 2 threads))"] == "50.00 (cached, b=64)"
     assert not any(cell in ("0", "0.0", "0.000") for row in table.values() for cell in row.values())
 
@@ -166,7 +165,7 @@ def test_latex_is_compile_shaped(sweep: Path, tmp_path: Path) -> None:
 def test_csv_round_trips(sweep: Path, tmp_path: Path) -> None:
     report(sweep, tmp_path, figures=False)
     rows = read_csv(tmp_path / "comparison.csv")
-    runs = load_runs(sweep)
+    runs = load_runs(sweep).runs
     assert len(rows) == sum(max(1, len(r.record["metrics"])) for r in runs)
     for run in runs:
         mine = [r for r in rows if r["run_dir"] == str(run.path.relative_to(sweep))]
@@ -203,3 +202,53 @@ def test_cli_writes_figures(sweep: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert "comparison.md" in capsys.readouterr().out
     assert main([str(tmp_path / "empty")]) == 2
     assert "no record.json" in capsys.readouterr().err
+
+
+def test_binarized_numbers_stay_out_of_the_discrete_column(table: dict[str, dict[str, str]]) -> None:
+    # The DBM's 0.5 bits/dim are on binarized data (uniform = 1 bit/dim), not on 17 levels (uniform = 4.09).
+    assert table["dbm"]["bits/dim"] == "n/a: binarized data"
+    assert table["dbm"]["bits/dim (binarized, L = 2)"] == "≈ 0.5000 (estimate)"
+    assert table["vae"]["bits/dim (binarized, L = 2)"] == "–"
+
+
+def test_a_chain_samplers_speed_comes_from_the_mode_of_its_fid(table: dict[str, dict[str, str]]) -> None:
+    # The GSN's default mode: FID 50 and 100 samples/s at the largest batch; burn10's 900 samples/s (and its
+    # FID 80) belong to another sampler and must not sit in the same row.
+    assert table["gsn"]["FID (domain)"] == "50.00"
+    assert table["gsn"]["samples/s (cpu (x86_64, 2 threads))"] == "100.0 (default, b=64)"
+
+
+def test_modes_table_lists_every_mode_of_a_chain_sampler(sweep: Path, tmp_path: Path) -> None:
+    report(sweep, tmp_path, figures=False)
+    md = (tmp_path / "comparison.md").read_text()
+    section = md.split("### Sampling modes that change the samples")[1].split("###")[0]
+    rows = {line.split(" | ")[1]: line for line in section.splitlines() if line.startswith("| gsn")}
+    assert set(rows) == set(GSN_MODES)
+    assert "80.00" in rows["burn10"] and "900.0" in rows["burn10"] and "60.00" in rows["burn100"]
+
+
+def test_data_row_is_the_real_data_floor(table: dict[str, dict[str, str]]) -> None:
+    # every GAN seed scored the same real examples: one number, with the size it was measured at
+    assert table["data (held-out)"]["FID (domain)"] == "4.000 (n = 500)"
+    assert table["data (held-out)"]["bits/dim"] == "–"
+
+
+def test_colliding_metrics_are_refused_not_averaged(sweep: Path, tmp_path: Path, capsys) -> None:
+    # FID at three sample sizes that do not name the size in their variant would be averaged into one cell.
+    root = tmp_path / "sweep"
+    write_run(root, "gan", 0, RUNS["gan"][:4], [fid(40.0), fid(30.0), fid(25.0)])
+    write_run(root, "vae", 0, RUNS["vae"][:4], RUNS["vae"][4][0])
+    assert main([str(root), "--no-figures"]) == 1
+    err = capsys.readouterr().err
+    assert "left out" in err and "gan/seed0" in err and "3 'fid' metrics share the variant" in err
+    md = (root / "comparison.md").read_text()
+    assert "Records left out" in md and "| gan |" not in md and "| vae |" in md
+
+
+def test_rows_from_another_eval_preset_are_flagged(sweep: Path, tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    for seed, body in RUNS["gan"][4].items():
+        write_run(root, "gan", seed, RUNS["gan"][:4], body)
+    write_run(root, "vae", 0, RUNS["vae"][:4], RUNS["vae"][4][0], preset="fast")
+    header, rows = main_table(group_runs(load_runs(root).runs)["digits"])
+    assert [r[0] for r in rows[:2]] == ["gan", "vae (eval=fast: other protocol)"]

@@ -14,8 +14,9 @@ from genbench import speed as speed_command
 from genbench.data import DataSpec
 from genbench.errors import GenbenchError
 from genbench.metrics import speed, speed_timing
-from genbench.metrics.speed_report import speed_report
+from genbench.metrics.context import EvalContext
 from genbench.model import GenerativeModel, randn
+from genbench.report.speed import speed_report
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SPEC = DataSpec("tiny", (1, 4, 4), 256, (0.0, 1.0), 8, 8, "synthetic")
@@ -48,7 +49,7 @@ class TinyLinear(GenerativeModel):
 
 def test_evaluate_times_every_mode_with_every_field() -> None:
     cfg = OmegaConf.create({"speed": {"enabled": True, "n": 4, "repeats": 3, "warmup": 1}})
-    metrics = speed.evaluate(TinyLinear(SPEC), None, cfg, torch.Generator().manual_seed(0))
+    metrics = speed.evaluate(EvalContext(TinyLinear(SPEC), None, cfg))
     assert [(m.name, m.extra["mode"]) for m in metrics] == [
         ("sample_throughput", "fast"),
         ("sample_latency", "fast"),
@@ -68,13 +69,13 @@ def test_evaluate_times_every_mode_with_every_field() -> None:
 
 def test_evaluate_budget_cuts_a_slow_mode_to_one_timed_call() -> None:
     cfg = OmegaConf.create({"speed": {"enabled": True, "n": 4, "repeats": 5, "warmup": 1, "budget_s": -1.0}})
-    metrics = speed.evaluate(TinyLinear(SPEC), None, cfg, torch.Generator().manual_seed(0))
+    metrics = speed.evaluate(EvalContext(TinyLinear(SPEC), None, cfg))
     assert len(metrics) == 4 and all(m.n == 1 and m.extra["repeats"] == 1 for m in metrics)
 
 
 def test_evaluate_disabled_returns_nothing() -> None:
     cfg = OmegaConf.create({"speed": {"enabled": False, "n": 4, "repeats": 3, "warmup": 1}})
-    assert speed.evaluate(TinyLinear(SPEC), None, cfg, torch.Generator()) == []
+    assert speed.evaluate(EvalContext(TinyLinear(SPEC), None, cfg)) == []
 
 
 def test_time_calls_counts_calls_and_respects_budget() -> None:

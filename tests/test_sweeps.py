@@ -14,8 +14,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from genbench.cli import CONF_DIR, main
-from genbench.report import group_runs, load_runs, main_table
-from genbench.report import main as report_main
+from genbench.report.comparison import main as report_main
+from genbench.report.records import group_runs, load_runs
+from genbench.report.tables import main_table
 
 # Tiny jobs: two training steps and only the cheap metrics (the sweep, not the metrics, is under test).
 TINY = ["dataset=digits", "train.max_steps=2", "train.batch_size=16", "eval=fast", "eval.fid.enabled=false"]
@@ -34,7 +35,7 @@ def run_sweep(sweep_dir: Path, launcher: str, overrides: list[str], monkeypatch:
 @pytest.mark.slow  # separate job processes each import torch: ~20 s of CPU per sweep
 def test_joblib_sweep_writes_one_record_per_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_sweep(tmp_path, "joblib", ["model=gan,vae", "seed=0", "hydra.launcher.n_jobs=2"], monkeypatch)
-    runs = load_runs(tmp_path)
+    runs = load_runs(tmp_path).runs
     assert sorted(r.path.relative_to(tmp_path).as_posix() for r in runs) == ["digits/gan/seed0", "digits/vae/seed0"]
     assert all(r.ok and r.record["train"]["steps"] == 2 for r in runs)
     assert not [p for p in tmp_path.iterdir() if p.name.isdigit()]  # no empty numbered Hydra job folders
@@ -47,11 +48,11 @@ def test_submitit_local_sweep_survives_a_bad_job(tmp_path: Path, monkeypatch: py
     # Two VAE jobs that differ only in learning rate; lr=1e30 turns the loss into NaN at once.
     layout = ["hydra.sweep.subdir=lr${model.lr}", "out_dir=${hydra:sweep.dir}/lr${model.lr}"]
     run_sweep(tmp_path, "submitit_local", ["model=vae", "model.lr=0.001,1e30", *layout], monkeypatch)
-    records = {r.path.name: r.record for r in load_runs(tmp_path)}
+    records = {r.path.name: r.record for r in load_runs(tmp_path).runs}
     assert set(records) == {"lr0.001", "lr1e+30"}
     assert records["lr0.001"]["status"] == "ok" and records["lr0.001"]["metrics"]
     assert records["lr1e+30"]["status"] == "failed" and "non-finite" in records["lr1e+30"]["error"]
-    header, rows = main_table(group_runs(load_runs(tmp_path))["digits"])
+    header, rows = main_table(group_runs(load_runs(tmp_path).runs)["digits"])
     assert rows[0][:2] == ["vae", "1 (1 failed)"]
 
 

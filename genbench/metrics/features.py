@@ -56,7 +56,7 @@ class FeatureExtractor:
 def resolve_features(name: str, data: Dataset) -> str:
     """`auto` -> raw for non-image data, inception for RGB images of at least 32x32, else domain (needs labels)."""
     if name not in FEATURES:
-        raise GenbenchError(f"unknown eval.fid.features {name!r}; accepted: {', '.join(FEATURES)}")
+        raise GenbenchError(f"unknown eval.features.name {name!r}; accepted: {', '.join(FEATURES)}")
     if name != "auto":
         return name
     spec = data.spec
@@ -141,13 +141,13 @@ def inception_weights_file(weights_path: str | None = None, download: bool = Tru
     if weights_path:
         path = Path(weights_path).expanduser()
         if not path.is_file():
-            raise GenbenchError(f"eval.fid.weights_path {str(path)!r} does not exist; it should be {FID_WEIGHTS_FILE}")
+            raise GenbenchError(f"eval.features.weights_path {str(path)!r} does not exist; it is {FID_WEIGHTS_FILE}")
         return path
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     path = folder / FID_WEIGHTS_FILE
     if path.is_file():
         return path
-    reason = "download disabled (eval.fid.download=false)"
+    reason = "download disabled (eval.features.download=false)"
     if download:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -157,7 +157,7 @@ def inception_weights_file(weights_path: str | None = None, download: bool = Tru
             reason = f"download from {FID_WEIGHTS_URL} failed ({type(err).__name__}: {err})".replace("\n", " ")
     raise GenbenchError(
         f"FID Inception weights {FID_WEIGHTS_FILE} not found: put the file into {folder} (torch hub checkpoints "
-        f"dir) or set eval.fid.weights_path=/path/to/{FID_WEIGHTS_FILE}; {reason}"
+        f"dir) or set eval.features.weights_path=/path/to/{FID_WEIGHTS_FILE}; {reason}"
     )
 
 
@@ -293,11 +293,11 @@ def domain_extractor(data: Dataset, fcfg: Any, device: torch.device) -> FeatureE
 
 
 def build_extractor(name: str, data: Dataset, fcfg: Any, device: torch.device) -> FeatureExtractor:
-    """The extractor `name` (already resolved from `auto`) for `data`, configured by the `eval.fid` section."""
+    """The extractor `name` (already resolved from `auto`) for `data`, configured by the `eval.features` section."""
     if name == "raw":
         return raw_extractor()
     if name == "domain":
         return domain_extractor(data, fcfg, device)
     if name == "inception":
         return inception_extractor(fcfg, device)
-    raise GenbenchError(f"unknown eval.fid.features {name!r}; accepted: {', '.join(FEATURES)}")
+    raise GenbenchError(f"unknown eval.features.name {name!r}; accepted: {', '.join(FEATURES)}")

@@ -14,7 +14,9 @@ products and one symmetric eigenvalue solve give the exact value, an order of ma
 
 `evaluate` is the metric family the pipeline calls (eval config section `fid`): it writes `fid`, `kid`
 (Bińkowski et al. 2018, `genbench.metrics.kid`) and `precision`/`recall` (Kynkäänniemi et al. 2019,
-`genbench.metrics.precision_recall`), each with `features`, `n_gen`, `n_ref`.
+`genbench.metrics.precision_recall`), each with `features`, `mode`, `source` (model or data), `n_gen`, `n_ref`:
+per sampling mode where the mode changes the samples (a chain's length, a diffusion's step count), and for real
+examples outside the reference, scored exactly like the samples (the floor a perfect model would reach).
 """
 
 from __future__ import annotations
@@ -26,13 +28,12 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import torch
-from tqdm.auto import tqdm
 
 from genbench.data import Dataset
 from genbench.metrics import features as feats
+from genbench.metrics.context import EvalContext
 from genbench.metrics.kid import kid
 from genbench.metrics.precision_recall import precision_recall
-from genbench.model import GenerativeModel
 from genbench.results import Metric, atomic_write
 
 NO_UNIT = "–"  # DESIGN.md's metric table: FID and KID carry no unit
@@ -155,23 +156,9 @@ def reference_statistics(
     return ReferenceStats(mu, sigma, features, key)
 
 
-@torch.no_grad()
-def generated_features(
-    model: GenerativeModel,
-    n: int,
-    extractor: feats.FeatureExtractor,
-    batch_size: int,
-    generator: torch.Generator | None = None,
-) -> np.ndarray:
-    """Features (n, D) of `n` model samples drawn in batches of `batch_size`."""
-    out = []
-    for start in tqdm(range(0, n, batch_size), desc=f"samples -> {extractor.name} features", leave=False, unit="batch"):
-        x = model.sample(min(batch_size, n - start), generator=generator)
-        out.append(feats.extract(extractor, x, batch_size, progress=False))  # the outer bar shows progress
-    return np.concatenate(out)
-
-
 # ----------------------------------------------------------------------------- the metric family
+
+QUALITY_VARIANT = ("features", "mode", "source")  # one number per feature set, sampling mode, and model vs data
 
 
 def _frechet_device(fcfg: Any, model_device: torch.device) -> torch.device | None:
@@ -182,80 +169,95 @@ def _frechet_device(fcfg: Any, model_device: torch.device) -> torch.device | Non
     return None if choice == "cpu" else torch.device(choice)
 
 
-def _kid_metric(
-    gen: np.ndarray, ref: np.ndarray, fcfg: Any, common: dict[str, Any], seed: int, device: torch.device
-) -> Metric:
-    n_subsets = int(fcfg.get("kid_subsets", 100))
-    subset = min(int(fcfg.get("kid_subset_size", 1000)), len(gen), len(ref))
-    mean, std = kid(gen, ref, n_subsets, subset, seed, device)
-    extra = {**common, "subsets": n_subsets, "subset_size": subset}
-    # stderr: the spread over subsets (Bińkowski et al. report mean ± std); subsets overlap, so std, not std/sqrt
-    return Metric("kid", mean, NO_UNIT, "estimate", std, len(gen), "test", extra)
+def real_pool(data: Dataset) -> torch.Tensor:
+    """Real examples that are not in the reference (the test split): validation first, then training rows.
 
-
-def _precision_recall_metrics(
-    gen: np.ndarray, ref: np.ndarray, fcfg: Any, common: dict[str, Any], device: torch.device
-) -> list[Metric]:
-    # equal-sized sets: the k-NN radii shrink as a set grows, so unequal sizes would bias the comparison
-    n = min(len(gen), len(ref), int(fcfg.get("pr_max", 10_000)))
-    k = int(fcfg.get("pr_k", 3))
-    p, r = precision_recall(ref[:n], gen[:n], k, int(fcfg.get("pr_chunk", 1024)), device)
-    extra = {**common, "k": k, "n_gen": n, "n_ref": n}
-    # no stderr: the n membership tests share one k-NN manifold, so they are not independent trials
-    return [
-        Metric("precision", p, "fraction", "estimate", None, n, "test", dict(extra)),
-        Metric("recall", r, "fraction", "estimate", None, n, "test", dict(extra)),
-    ]
-
-
-@dataclass
-class FidSetup:
-    """What every FID-like number of one evaluation shares: features, reference statistics, sample count."""
-
-    features: str
-    extractor: feats.FeatureExtractor
-    ref: ReferenceStats
-    n_ref: int
-    n_gen: int
-    batch_size: int
-
-    @classmethod
-    def build(cls, fcfg: Any, data: Dataset, device: torch.device, n_gen: int) -> FidSetup:
-        name = feats.resolve_features(fcfg.get("features", "auto"), data)
-        extractor = feats.build_extractor(name, data, fcfg, device)
-        n_ref = min(int(fcfg.get("n_ref") or len(data.test)), len(data.test))
-        batch_size = int(fcfg.get("batch_size", 256))
-        ref = reference_statistics(
-            data.test[:n_ref], extractor, f"{data.spec.name}-test-{name}", batch_size, fcfg.get("cache_dir")
-        )
-        if device.type == "cpu" and fcfg.get("n_gen_cpu"):
-            n_gen = min(n_gen, int(fcfg.n_gen_cpu))  # slow samplers (autoregressive) on a CPU: a smaller protocol
-        return cls(name, extractor, ref, n_ref, n_gen, batch_size)
-
-    def common_fields(self) -> dict[str, Any]:
-        return {"features": self.features, "n_gen": self.n_gen, "n_ref": self.n_ref, **self.extractor.extra}
-
-
-def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.Generator | None) -> list[Metric]:
-    """FID, KID, precision and recall of `model`'s samples against the test split (eval section `fid`).
-
-    Keys of `cfg.fid` (conf/eval/*.yaml documents each): enabled, features (auto|inception|domain|raw), n_gen,
-    n_gen_cpu, n_ref, batch_size, kid_subsets, kid_subset_size, pr_k, pr_chunk, pr_max, linalg_device,
-    weights_path, download, cache_dir, domain (classifier settings).
+    They are independent draws from the data distribution, so scored against the reference exactly like a
+    model's samples they give the floor a perfect model would reach at the same sample size.
     """
-    fcfg = cfg.get("fid")
-    if fcfg is None or not fcfg.get("enabled", True):
-        return []
-    device = model.device
-    setup = FidSetup.build(fcfg, data, device, int(fcfg.get("n_gen", 2000)))
-    extractor, ref, n_gen, batch_size = setup.extractor, setup.ref, setup.n_gen, setup.batch_size
-    gen = generated_features(model, n_gen, extractor, batch_size, generator)
+    parts = [t for t in (getattr(data, "valid", None), data.train) if t is not None and len(t)]
+    return torch.cat(parts) if parts else data.train
+
+
+def reference(ctx: EvalContext) -> ReferenceStats:
+    """Statistics of the (first `n_ref`) test examples on the context's features, cached on disk."""
+    fcfg, data, name = ctx.cfg.fid, ctx.data, ctx.feature_set
+    n_ref = min(int(fcfg.get("n_ref") or len(data.test)), len(data.test))
+    batch = int(ctx.features_cfg.get("batch_size", 256))
+    label = f"{data.spec.name}-test-{name}"
+    return reference_statistics(data.test[:n_ref], ctx.extractor(), label, batch, ctx.features_cfg.get("cache_dir"))
+
+
+def sample_size(ctx: EvalContext, n_real: int) -> tuple[int, dict[str, Any]]:
+    """The number of generated samples every mode and the real-data floor are scored on, and why.
+
+    `fid.n_gen`, capped by `fid.n_gen_cpu` when the model is on a CPU (pixel-by-pixel samplers), and by the number
+    of real examples outside the reference, so that the floor is measured at the same size as the models
+    (FID is biased by the sample size: numbers at different sizes do not compare).
+    """
+    fcfg = ctx.cfg.fid
+    asked = int(fcfg.get("n_gen", 2000))
+    n, capped_by = asked, None
+    if ctx.model.device.type == "cpu" and fcfg.get("n_gen_cpu") and int(fcfg.n_gen_cpu) < n:
+        n, capped_by = int(fcfg.n_gen_cpu), "n_gen_cpu"
+    if fcfg.get("real_data_floor", True) and n_real < n:
+        n, capped_by = n_real, "real examples outside the reference"
+    return n, {"n_gen_requested": asked, "n_gen_capped_by": capped_by}
+
+
+def quality_metrics(
+    gen: np.ndarray, ref: ReferenceStats, fcfg: Any, fields: dict[str, Any], seed: int, device: torch.device
+) -> list[Metric]:
+    """FID, KID, precision and recall of features `gen` against the reference, all carrying `fields`."""
+    n = len(gen)
     mu, sigma = statistics(gen)
-    common = setup.common_fields()
-    fid = frechet_distance(mu, sigma, ref.mu, ref.sigma, device=_frechet_device(fcfg, device))
-    metrics = [Metric("fid", fid, NO_UNIT, "estimate", None, n_gen, "test", dict(common))]
+    value = frechet_distance(mu, sigma, ref.mu, ref.sigma, device=_frechet_device(fcfg, device))
+    common = {**fields, "n_gen": n, "n_ref": ref.n}
+    metrics = [Metric("fid", value, NO_UNIT, "estimate", None, n, "test", dict(common), QUALITY_VARIANT)]
 
     kernel_device = device if device.type == "cuda" else torch.device("cpu")  # kernels and distances: GPU if there
-    metrics.append(_kid_metric(gen, ref.features, fcfg, common, int(cfg.get("seed", 0)), kernel_device))
-    metrics += _precision_recall_metrics(gen, ref.features, fcfg, common, kernel_device)
+    asked = int(fcfg.get("kid_subset_size", 1000))
+    subsets, subset = int(fcfg.get("kid_subsets", 100)), min(asked, n, ref.n)
+    mean, std = kid(gen, ref.features, subsets, subset, seed, kernel_device)
+    kid_fields = {**common, "subsets": subsets, "subset_size": subset, "subset_size_requested": asked}
+    # stderr: the spread over subsets (Bińkowski et al. report mean ± std); subsets overlap, so std, not std/sqrt
+    metrics.append(Metric("kid", mean, NO_UNIT, "estimate", std, n, "test", kid_fields, QUALITY_VARIANT))
+
+    # equal-sized sets: the k-NN radii shrink as a set grows, so unequal sizes would bias the comparison
+    m = min(n, ref.n, int(fcfg.get("pr_max", 10_000)))
+    k = int(fcfg.get("pr_k", 3))
+    p, r = precision_recall(ref.features[:m], gen[:m], k, int(fcfg.get("pr_chunk", 1024)), kernel_device)
+    pr_fields = {**common, "k": k, "n_gen": m, "n_ref": m}
+    # no stderr: the n membership tests share one k-NN manifold, so they are not independent trials
+    for name, value in (("precision", p), ("recall", r)):
+        metrics.append(Metric(name, value, "fraction", "estimate", None, m, "test", dict(pr_fields), QUALITY_VARIANT))
+    return metrics
+
+
+def evaluate(ctx: EvalContext) -> list[Metric]:
+    """FID, KID, precision and recall against the test split (eval section `fid`), for every sampling mode whose
+    samples differ (`fid.modes: all`) or the default one, and for real examples outside the reference (the floor).
+
+    Keys of `ctx.cfg.fid` (conf/eval/default.yaml documents each): enabled, modes (default|all), n_gen, n_gen_cpu,
+    n_ref, real_data_floor, kid_subsets, kid_subset_size, pr_k, pr_chunk, pr_max, linalg_device. The feature set
+    and its settings are the `features` section, shared with every family that needs features.
+    """
+    fcfg = ctx.cfg.get("fid")
+    if fcfg is None or not fcfg.get("enabled", True):
+        return []
+    ref, real = reference(ctx), real_pool(ctx.data)
+    n, size_fields = sample_size(ctx, len(real))
+    common = {"features": ctx.feature_set, **ctx.extractor().extra, **size_fields}
+    seed, device = int(ctx.cfg.get("seed", 0)), ctx.model.device
+    modes = ctx.modes() if fcfg.get("modes", "default") == "all" else [ctx.default_mode]
+    metrics = []
+    for mode in modes:
+        fields = {**common, "mode": mode, "source": "model"}
+        metrics += quality_metrics(ctx.sample_features(n, mode), ref, fcfg, fields, seed, device)
+    if fcfg.get("real_data_floor", True):
+        idx = torch.randperm(len(real), generator=ctx.generator("real data floor"))[:n]
+        batch = int(ctx.features_cfg.get("batch_size", 256))
+        real_features = feats.extract(ctx.extractor(), real[idx], batch, desc="real-data floor features")
+        fields = {**common, "mode": None, "source": "data"}
+        metrics += quality_metrics(real_features, ref, fcfg, fields, seed, device)
     return metrics

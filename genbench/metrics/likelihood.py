@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from genbench.data import Dataset, binarize, dequantize
 from genbench.metrics.ais import AISSettings, ObsModel, ObsSampler, ais_log_prob, bdmc
+from genbench.metrics.context import EvalContext
 from genbench.metrics.parzen import choose_bandwidth, parzen_log_density
 from genbench.model import GenerativeModel, has_decoder, randn
 from genbench.results import Metric
@@ -98,23 +99,30 @@ def nll_metrics(
         levels: discrete levels per dimension, or None for continuous (toy) data: then no bits/dim.
         kind: `exact`, `lower_bound` or `estimate`.
         method: `exact`, `elbo`, `iwae-<k>`, `ais`, `parzen`, ...
-        extra: further fields for the record (same on both metrics).
+        extra: further fields for the record (same on both metrics); `data` (the data the number is about:
+            `discrete`, `binarized`, `continuous`; default from `levels`) and `dequantized` (scored on `(k+u)/L`).
 
     Returns:
         The metrics, nats first.
     """
-    extra = {"method": method, **(extra or {})}
+    extra = {"method": method, "data": "discrete" if levels is not None else "continuous", **(extra or {})}
+    if extra.get("dequantized") and kind == "exact":
+        # An exact density of uniformly dequantized data bounds the discrete likelihood from below (Jensen over
+        # the noise u: E_u log p((k+u)/L) <= log P(k) + D log L), so on the discrete data it is a bound.
+        kind = "lower_bound"
     n = log_probs.numel()
     mean, se = mean_stderr(-log_probs)
-    metrics = [Metric("nll_nats", mean, "nats/example", kind, se, n, "test", dict(extra))]
+    metrics = [Metric("nll_nats", mean, "nats/example", kind, se, n, "test", dict(extra), NLL_VARIANT)]
     if levels is not None:
         bpd = float(bits_per_dim(torch.tensor(-mean, dtype=torch.float64), dim, levels))
-        metrics.append(Metric("nll_bpd", bpd, "bits/dim", kind, se / (dim * math.log(2.0)), n, "test", dict(extra)))
+        se_bpd = se / (dim * math.log(2.0))
+        metrics.append(Metric("nll_bpd", bpd, "bits/dim", kind, se_bpd, n, "test", dict(extra), NLL_VARIANT))
     return metrics
 
 
 # ----------------------------------------------------------------------------- adapters
 
+NLL_VARIANT = ("method", "data")  # a likelihood number is told apart by its method and the data it is about
 BINARIZE_SEED = 0  # the one fixed binarization of the data every binarized model is scored on
 DEQUANTIZE_SEED = 1  # the one fixed dequantization every Gaussian-kernel or Gaussian-observation score uses
 PARZEN_WARNING = "Parzen-window estimate, not a likelihood: unreliable in high dimension (Theis et al. 2016)"
@@ -132,11 +140,14 @@ def model_inputs(model: GenerativeModel, x: torch.Tensor, levels: int | None) ->
     """Pipeline-unit data as the model is scored on it, the levels for bits/dim, and a note for the record.
 
     Binarized models see one fixed binarization (seed `BINARIZE_SEED`), scored with `L = 2`; every
-    other model gets pipeline units and does its own dequantization.
+    other model gets pipeline units and does its own dequantization. The note says which data the numbers
+    are about (`data`) and whether the model scores dequantized points (`dequantized`).
     """
-    if model.data_variant == "binarized":
-        return binarize(x, torch.Generator().manual_seed(BINARIZE_SEED)), 2, {"data": "binarized"}
-    return x, levels, {}
+    if model.data_variant == "binarized" and levels is not None:
+        x = binarize(x, torch.Generator().manual_seed(BINARIZE_SEED))
+        return x, 2, {"data": "binarized", "dequantized": False}
+    dequantized = model.data_variant == "dequantized" and levels is not None
+    return x, levels, {"data": "discrete" if levels is not None else "continuous", "dequantized": dequantized}
 
 
 def test_inputs(model: GenerativeModel, data: Dataset, n_test: int | None) -> tuple[torch.Tensor, int | None, dict]:
@@ -180,26 +191,27 @@ def frozen(model: GenerativeModel) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-@torch.no_grad()
-def generate(model: GenerativeModel, n: int, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
-    """`n` model samples flattened to `(n, D)` on the CPU."""
-    parts = [model.sample(min(batch_size, n - s), generator=generator).cpu() for s in range(0, n, batch_size)]
-    return torch.cat(parts).flatten(1)  # (n, D)
-
-
 # ----------------------------------------------------------------------------- the model's own density
+
+
+DensityFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, Any]]]  # x -> ((B,) log densities, fields)
 
 
 def density_methods(
     model: GenerativeModel, k_list: list[int], chunk: int | None, generator: torch.Generator | None
-) -> Iterator[tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]]:
-    """The model's own likelihood methods as `(method, kind, fn(x) -> (B,) log densities)`."""
+) -> Iterator[tuple[str, str, DensityFn]]:
+    """The model's own likelihood methods as `(method, kind, fn(x) -> ((B,) log densities, fields))`.
 
-    def call(method: Callable[..., torch.Tensor], *args: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    The fields are what an estimate reports about its estimated parts (a DBM's AIS log Z); empty otherwise.
+    """
+
+    def call(method: Callable[..., Any], *args: Any, with_fields: bool = False) -> DensityFn:
         kwargs: dict[str, Any] = {"generator": generator} if accepts(method, "generator") else {}
         if chunk is not None and accepts(method, "chunk"):
             kwargs["chunk"] = chunk
-        return lambda x: method(x, *args, **kwargs)
+        if with_fields:
+            return lambda x: method(x, *args, **kwargs)
+        return lambda x: (method(x, *args, **kwargs), {})
 
     if model.likelihood == "exact":
         yield "exact", "exact", call(model.log_prob)
@@ -208,7 +220,23 @@ def density_methods(
         for k in ks:  # k=1 is the ELBO; keep order, drop repeats and what the model cannot do
             yield ("elbo" if k == 1 else f"iwae-{k}"), "lower_bound", call(model.log_prob_bound, int(k))
     elif model.likelihood == "estimate":
-        yield "estimate", "estimate", call(model.log_prob_estimate)
+        yield "estimate", "estimate", call(model.log_prob_estimate, with_fields=True)
+
+
+def batched_density(fn: DensityFn, x: torch.Tensor, batch_size: int, device: torch.device, desc: str) -> tuple:
+    """`fn` over `x` batch by batch: log densities `(N,)` float64 on the CPU and the fields of the first batch.
+
+    An estimate's fields (its log Z) must not change between batches: a model that re-estimated them per batch
+    would score each batch against another normaliser, so that is refused.
+    """
+    out, fields = [], None
+    for start in tqdm(range(0, len(x), batch_size), desc=desc, leave=False):
+        lp, batch_fields = fn(x[start : start + batch_size].to(device))
+        if fields is not None and batch_fields != fields:
+            raise RuntimeError(f"{desc}: the estimate's fields changed between batches: {fields} -> {batch_fields}")
+        fields = batch_fields
+        out.append(lp.detach().double().cpu())
+    return torch.cat(out), fields or {}
 
 
 def own_density_metrics(
@@ -220,11 +248,10 @@ def own_density_metrics(
     metrics: list[Metric] = []
     for method, kind, fn in density_methods(model, k_list, lcfg.get("chunk"), generator):
         with torch.no_grad():
-            lp = batched(lambda xb, fn=fn: fn(xb.to(model.device)), x, int(lcfg.batch_size), f"likelihood {method}")
-        extra = {**note, **model.likelihood_protocol()}
-        if kind == "estimate" and getattr(model, "last_log_z", None) is not None:  # a DBM's AIS log Z and its spread
-            fields = ("log_partition", "log_partition_stderr", "ais_runs", "ais_betas")
-            extra.update(zip(fields, model.last_log_z, strict=True))
+            lp, fields = batched_density(fn, x, int(lcfg.batch_size), model.device, f"likelihood {method}")
+        if note["dequantized"] and method == "exact":
+            method = "dequantized"  # the exact density of dequantized data: a bound on the discrete data
+        extra = {**note, **model.likelihood_protocol(), **fields}
         metrics += nll_metrics(lp, data.spec.dim, levels, kind, method, extra)
     return metrics
 
@@ -320,7 +347,7 @@ def ais_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: tor
         x, levels, note = test_inputs(model, data, acfg.get("n_test"))
         if continuous:
             x = continuous_inputs(x, levels)
-            note = {**note, "data": "dequantized" if levels is not None else "continuous"}
+            note = {**note, "dequantized": levels is not None}
         rates: list[float] = []
 
         def estimate(xb: torch.Tensor) -> torch.Tensor:
@@ -344,24 +371,22 @@ def ais_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: tor
 
 
 def kde_fit(
-    model: GenerativeModel, data: Dataset, cfg: Any, levels: int | None, generator: torch.Generator | None
+    model: GenerativeModel, data: Dataset, cfg: Any, levels: int | None, centers: torch.Tensor
 ) -> tuple[torch.Tensor, float, dict[str, float]]:
-    """Model samples as kernel centres and the bandwidth chosen on a slice of the train split."""
-    centers = generate(model, int(cfg.n_samples), int(cfg.get("sample_batch", 500)), generator)
+    """Model samples `(M, D)` as kernel centres and the bandwidth chosen on a slice of the train split."""
     held, held_levels, _ = model_inputs(model, data.train[-int(cfg.n_valid) :], levels)
     valid = continuous_inputs(held, held_levels).flatten(1)
     bandwidth, scores = choose_bandwidth(valid, centers.to(model.device), list(cfg.bandwidth_grid))
     return centers, bandwidth, scores
 
 
-def parzen_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list[Metric]:
-    """Goodfellow et al.'s Parzen-window protocol on the test split, labelled `estimate`."""
+def parzen_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, centers: torch.Tensor) -> list[Metric]:
+    """Goodfellow et al.'s Parzen-window protocol on the test split with model samples as centres, an `estimate`."""
     pcfg = lcfg.parzen
-    centers, bandwidth, scores = kde_fit(model, data, pcfg, data.spec.levels, generator)
+    centers, bandwidth, scores = kde_fit(model, data, pcfg, data.spec.levels, centers)
     x, levels, note = test_inputs(model, data, lcfg.get("n_test"))
     lp = parzen_log_density(continuous_inputs(x, levels).flatten(1), centers.to(model.device), bandwidth)
-    if levels is not None:
-        note = {**note, "data": f"{note['data']}, dequantized" if "data" in note else "dequantized"}
+    note = {**note, "dequantized": levels is not None}
     fields = {
         "bandwidth": bandwidth,
         "bandwidth_scores": scores,
@@ -374,16 +399,23 @@ def parzen_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: 
 
 
 def model_log_density(
-    model: GenerativeModel, data: Dataset, x: torch.Tensor, lcfg: Any, generator: torch.Generator | None
+    model: GenerativeModel,
+    data: Dataset,
+    x: torch.Tensor,
+    lcfg: Any,
+    generator: torch.Generator | None,
+    samples: Callable[[int], torch.Tensor],
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """`log p_model(x)` for toy data: the model's own density (largest IWAE k for bounds), else a KDE on samples."""
+    """`log p_model(x)` for toy data: the model's own density (largest IWAE k for bounds), else a KDE on
+    `samples(n)`, the model's samples flattened to `(n, D)`."""
     methods = list(density_methods(model, [int(k) for k in lcfg.get("iwae_k", [])], lcfg.get("chunk"), generator))
     if methods:
         method, kind, fn = methods[-1]
         with torch.no_grad():
-            lp = batched(lambda xb: fn(xb.to(model.device)), x, int(lcfg.batch_size), f"kl_to_truth {method}")
+            lp, _ = batched_density(fn, x, int(lcfg.batch_size), model.device, f"kl_to_truth {method}")
         return lp, {"method": method, "density_kind": kind}
-    centers, bandwidth, _ = kde_fit(model, data, lcfg.kl_to_truth, None, generator)
+    kcfg = lcfg.kl_to_truth
+    centers, bandwidth, _ = kde_fit(model, data, kcfg, None, samples(int(kcfg.n_samples)))
     lp = parzen_log_density(x, centers.to(model.device), bandwidth)
     edge = at_edge(bandwidth, lcfg.kl_to_truth.bandwidth_grid)
     fields = {"method": "kde", "density_kind": "estimate", "bandwidth": bandwidth, "bandwidth_at_grid_edge": edge}
@@ -391,7 +423,11 @@ def model_log_density(
 
 
 def kl_to_truth_metrics(
-    model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None
+    model: GenerativeModel,
+    data: Dataset,
+    lcfg: Any,
+    generator: torch.Generator | None,
+    samples: Callable[[int], torch.Tensor],
 ) -> list[Metric]:
     """`E_true[log p_true(x) - log p_model(x)]` over the toy test split (a Monte-Carlo estimate, nats).
 
@@ -399,10 +435,10 @@ def kl_to_truth_metrics(
     `density_kind` in the record says which density was used.
     """
     x = data.test if lcfg.get("n_test") is None else data.test[: lcfg.n_test]
-    log_model, fields = model_log_density(model, data, x, lcfg, generator)
+    log_model, fields = model_log_density(model, data, x, lcfg, generator, samples)
     diff = data.density.log_density(x).cpu() - log_model
     mean, se = mean_stderr(diff)
-    return [Metric("kl_to_truth", mean, "nats", "estimate", se, len(x), "test", fields)]
+    return [Metric("kl_to_truth", mean, "nats", "estimate", se, len(x), "test", fields, ("method",))]
 
 
 # ----------------------------------------------------------------------------- the family's entry point
@@ -413,31 +449,27 @@ def enabled(lcfg: Any, name: str) -> bool:
     return section is not None and bool(section.get("enabled", False))
 
 
-def evaluate(model: GenerativeModel, data: Dataset, cfg: Any, generator: torch.Generator | None) -> list[Metric]:
-    """Every likelihood metric the model's capabilities allow, on the test split.
+def evaluate(ctx: EvalContext) -> list[Metric]:
+    """Every likelihood metric the model's capabilities allow, on the test split (eval section `likelihood`).
 
-    Args:
-        model: a trained model.
-        data: the dataset it was trained on.
-        cfg: the eval config; only `cfg.likelihood` is read (sections `ais`, `parzen`, `kl_to_truth`).
-        generator: randomness for the evaluation (importance samples, AIS, model samples).
+    Reads `ctx.cfg.likelihood` (sections `ais`, `parzen`, `kl_to_truth`); importance samples and AIS draw from
+    generators of their own, Parzen and KDE centres are the context's samples of the default mode.
 
     Returns:
         The metrics: the model's own density first, then AIS, Parzen and KL to truth where they apply.
     """
-    lcfg = cfg.likelihood
+    model, data, lcfg = ctx.model, ctx.data, ctx.cfg.likelihood
     if not lcfg.get("enabled", True):
         return []
-    was_training = model.training
-    model.eval()
-    try:
-        metrics = own_density_metrics(model, data, lcfg, generator)
-        if enabled(lcfg, "ais") and has_decoder(model):
-            metrics += ais_metrics(model, data, lcfg, generator)
-        if enabled(lcfg, "parzen") and (model.likelihood == "none" or lcfg.parzen.get("apply_to") == "all"):
-            metrics += parzen_metrics(model, data, lcfg, generator)
-        if enabled(lcfg, "kl_to_truth") and data.density is not None:
-            metrics += kl_to_truth_metrics(model, data, lcfg, generator)
-        return metrics
-    finally:
-        model.train(was_training)
+
+    def samples(n: int) -> torch.Tensor:
+        return ctx.samples(n).flatten(1)  # (n, D) kernel centres
+
+    metrics = own_density_metrics(model, data, lcfg, ctx.generator("likelihood"))
+    if enabled(lcfg, "ais") and has_decoder(model):
+        metrics += ais_metrics(model, data, lcfg, ctx.generator("ais"))
+    if enabled(lcfg, "parzen") and (model.likelihood == "none" or lcfg.parzen.get("apply_to") == "all"):
+        metrics += parzen_metrics(model, data, lcfg, samples(int(lcfg.parzen.n_samples)))
+    if enabled(lcfg, "kl_to_truth") and data.density is not None:
+        metrics += kl_to_truth_metrics(model, data, lcfg, ctx.generator("kl_to_truth"), samples)
+    return metrics

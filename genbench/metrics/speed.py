@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from genbench.data import Dataset
 from genbench.errors import GenbenchError
+from genbench.metrics.context import EvalContext
 from genbench.metrics.speed_timing import (
     Timing,
     count_flops,
@@ -41,7 +41,12 @@ from genbench.results import Metric, device_name
 
 log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-METRIC_EXTRA_KEYS = ("device", "torch", "threads", "batch_size", "dtype", "mode", "compile", "weights", "repeats")
+METRIC_EXTRA_KEYS = (
+    "device", "torch", "threads", "batch_size", "dtype", "mode", "compile", "weights", "repeats", "load_avg_1m",
+    "network_evaluations",
+)  # fmt: skip
+# A timing is told apart by where and how it was taken; the load and the repeats describe it.
+SPEED_VARIANT = ("device", "batch_size", "dtype", "mode", "compile")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -76,51 +81,47 @@ def timing_fields(timing: Timing, batch_size: int) -> dict[str, Any]:
     }
 
 
+def load_average() -> float | None:
+    """The 1-minute load average: other processes on the host slow wall times down, this says how busy it was."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def point_metrics(point: dict[str, Any]) -> list[Metric]:
     """`sample_throughput` and `sample_latency` (DESIGN.md metric table) of one measured point."""
     extra = {k: point[k] for k in METRIC_EXTRA_KEYS if k in point}
     extra["first_call_s"] = point["first_call_s"]
+    variant = tuple(f for f in SPEED_VARIANT if f in extra)
     n = point["repeats"]
+    latency_extra = {**extra, "min_s": point["latency_min_s"], "max_s": point["latency_max_s"]}
     return [
-        Metric("sample_throughput", point["throughput"], "samples/s", "measured", n=n, extra=extra),
-        Metric(
-            "sample_latency",
-            point["latency_median_s"],
-            "s",
-            "measured",
-            n=n,
-            extra={**extra, "min_s": point["latency_min_s"], "max_s": point["latency_max_s"]},
-        ),
+        Metric("sample_throughput", point["throughput"], "samples/s", "measured", n=n, extra=extra, variant=variant),
+        Metric("sample_latency", point["latency_median_s"], "s", "measured", n=n, extra=latency_extra, variant=variant),
     ]
 
 
-def evaluate(model: GenerativeModel, data: Dataset, cfg: DictConfig, generator: torch.Generator) -> list[Metric]:
+def evaluate(ctx: EvalContext) -> list[Metric]:
     """The speed metric family: time `model.sample(cfg.speed.n)` in every sampling mode the model offers.
 
-    Args:
-        model: a model, on its device.
-        data: unused (speed does not depend on data); kept for the metric-family signature.
-        cfg: the eval config; reads `cfg.speed.enabled`, `n` (batch size), `repeats`, `warmup` and the optional
-            `budget_s` (wall seconds per mode; a mode slower than that gets its first call and one timed call).
-        generator: the noise source handed to `sample`.
+    Reads `ctx.cfg.speed`: `enabled`, `n` (batch size), `repeats`, `warmup` and the optional `budget_s` (wall
+    seconds per mode; a mode slower than that gets its first call and one timed call). Speed does not depend on
+    the data, and the timed calls draw fresh samples (never the context's cached ones).
 
     Returns:
         Two metrics per sampling mode, fp32, eager.
     """
-    sc = cfg.speed
+    sc, model = ctx.cfg.speed, ctx.model
     if not sc.enabled:
         return []
     device = model.device
-    was_training = model.training
-    model.eval()
+    generator = ctx.generator("speed")
     metrics: list[Metric] = []
     for mode in model.sampling_modes:
         call = sampler(model, int(sc.n), mode, "fp32", generator)
         with torch.inference_mode():
             timing = time_calls(call, device, int(sc.repeats), int(sc.get("warmup", 1)), sc.get("budget_s"), 1)
-        point = {**environment(device), "mode": mode, "dtype": "fp32", "compile": False}
+        point = {**environment(device), "mode": mode, "dtype": "fp32", "compile": False, "load_avg_1m": load_average()}
+        point["network_evaluations"] = model.network_evaluations(mode)
         metrics += point_metrics({**point, **timing_fields(timing, int(sc.n))})
-    model.train(was_training)
     return metrics
 
 
@@ -158,8 +159,7 @@ def measure_point(
             torch.cuda.empty_cache()
         return {**point, "status": status, "error": error}
     point.update(status="ok", **timing_fields(timing, batch_size), **memory)
-    # Other processes on the host slow wall times down; the 1-minute load average says how busy it was.
-    point["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    point["load_avg_1m"] = load_average()
     achieved = None if flops_per_sample is None else flops_per_sample * point["throughput"]
     peak = peak_flops(device_name(device), dtype) if device.type == "cuda" else None
     point.update(

@@ -1,6 +1,6 @@
 """Speed report: tables (Markdown, CSV), a log-log throughput plot and a ratio table from speed records.
 
-Reads the `speed.json` records that `genbench speed` (genbench/metrics/speed.py) writes, so the report of a folder
+Reads the `speed.json` records that `genbench speed` (genbench/speed.py) writes, so the report of a folder
 can be rebuilt at any time, and records from several runs (one model each) can be put side by side. The ratio
 table answers the seed's question -- how much faster does a GAN (Goodfellow et al. 2014) sample than a pixel-by-pixel
 model such as PixelCNN (van den Oord et al. 2016), naive or cached (Ramachandran et al. 2017) -- per device and shape.
@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from genbench.errors import GenbenchError
+from genbench.report.figures import throughput_plot
 from genbench.results import atomic_write_text
 
 SPEED_RECORD = "speed.json"
@@ -160,66 +160,33 @@ def ratio_table(points: list[dict[str, Any]], reference: str) -> str:
     return text
 
 
-def _draw_lines(ax: Any, points: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> None:
-    """One line per model, mode and variant: a colour per model, a line style and marker per mode."""
-    lines: dict[str, list[tuple[int, float]]] = {}
-    style: dict[str, tuple[str, str, str]] = {}
-    models: list[str] = []
-    modes: dict[str, list[str]] = {}
-    for p in points:
-        if p["status"] != "ok":
-            continue
-        lines.setdefault(p["line"], []).append((p["batch_size"], value(p)))
-        models += [] if p["model"] in models else [p["model"]]
-        known = modes.setdefault(p["model"], [])
-        known += [] if p["line"] in known else [p["line"]]
-        i = known.index(p["line"])
-        style[p["line"]] = (f"C{models.index(p['model']) % 10}", ("-", "--", ":", "-.")[i % 4], "os^Dv"[i % 5])
-    for label, xy in lines.items():
-        xs, ys = zip(*sorted(xy), strict=True)
-        color, linestyle, marker = style[label]
-        ax.plot(xs, ys, color=color, linestyle=linestyle, marker=marker, label=label)
-    ax.set(xscale="log", yscale="log", xlabel="batch size (samples per call)")
-    ax.grid(True, which="both", alpha=0.3)
+def reference_model(records: list[dict[str, Any]]) -> str | None:
+    """The model the ratios compare against, read from what the records say the models are: the first
+    adversarial (one-pass, the seed's subject) model, else the one with the fewest sequential network
+    evaluations per sample in its default mode."""
+    measured = [r for r in records if r.get("points")]
+    for r in measured:
+        if (r.get("model_info") or {}).get("family") == "adversarial":
+            return r["model"]
+
+    def evaluations(r: dict[str, Any]) -> float:
+        info = r.get("model_info") or {}
+        return (info.get("network_evaluations") or {}).get(info.get("default_mode"), float("inf"))
+
+    return min(measured, key=evaluations)["model"] if measured else None
 
 
-def throughput_plot(points: list[dict[str, Any]], path: Path) -> None:
-    """Log-log throughput against batch size, one line per model, mode, dtype and compile variant.
-
-    On a CPU a second panel shows samples per process-CPU second, which a busy shared host distorts much less.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    on_cpu = all(p["device"].startswith("cpu") and p.get("cpu_time_median_s") for p in points if p["status"] == "ok")
-    fig, axes = plt.subplots(1, 2 if on_cpu else 1, figsize=(13 if on_cpu else 8.5, 5), squeeze=False)
-    _draw_lines(axes[0, 0], points, lambda p: p["throughput"])
-    axes[0, 0].set_ylabel("throughput (samples per wall-clock second)")
-    if on_cpu:
-        _draw_lines(axes[0, 1], points, lambda p: p["batch_size"] / p["cpu_time_median_s"])
-        axes[0, 1].set_ylabel("samples per process-CPU second")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=7)
-    devices = ", ".join(sorted({p["device"] for p in points}))
-    shapes = ", ".join(sorted({p["shape"] for p in points}))
-    fig.suptitle(f"model.sample(n) throughput, {shapes} on {devices}", fontsize=10)
-    fig.tight_layout(rect=(0.0, 0.0, 0.88 if on_cpu else 0.8, 1.0))  # room on the right for the legend
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def speed_report(folder: Path | str, reference: str | None = "gan") -> dict[str, Path]:
+def speed_report(folder: Path | str, reference: str | None = None, ratios: bool = True) -> dict[str, Path]:
     """Tables, plot and ratio table from every speed record under `folder`; returns what it wrote.
 
     Args:
         folder: a folder holding `speed.json` files (at any depth).
-        reference: the model the ratio table compares against (None: no ratio table).
+        reference: the model the ratio table compares against; None: `reference_model` picks it.
+        ratios: write the ratio table.
     """
     folder = Path(folder)
     records = load_speed_records(folder)
+    reference = reference or reference_model(records)
     points = [p for r in records for p in r["points"]]
     if not points:
         raise GenbenchError(f"no measured points in any {SPEED_RECORD} under {folder}; run `genbench speed` first")
@@ -234,7 +201,7 @@ def speed_report(folder: Path | str, reference: str | None = "gan") -> dict[str,
     envs = sorted({f"{p['device']}, torch {p['torch']}, {p['threads']} threads" for p in points})
     atomic_write_text(written["md"], f"# Sampling speed\n\n{'; '.join(envs)}\n\n" + markdown_table(points) + skipped)
     throughput_plot(points, written["png"])
-    if reference:
+    if ratios and reference:
         groups: dict[tuple, list[dict[str, Any]]] = {}
         for p in points:
             groups.setdefault((p["device"], p["shape"], p["dtype"], p.get("compile", False)), []).append(p)
