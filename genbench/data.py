@@ -20,7 +20,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +43,11 @@ class DataSpec:
         shape: shape of one example, `(C, H, W)` for images or `(2,)` for toy data.
         levels: number of discrete values per dimension (`L`), or None for continuous data.
         value_range: range of the values inside the pipeline.
-        n_train, n_test: split sizes.
+        n_train, n_test: split sizes (the training split is what models train on, without the validation rows).
         source: where the data came from and how it was split, in words.
         num_classes: number of labels, if the data has labels.
+        n_valid: validation rows carved from the original training split, never trained on: everything that
+            is selected (Parzen and KDE bandwidths, the AIS observation noise) is selected on them.
     """
 
     name: str
@@ -56,6 +58,7 @@ class DataSpec:
     n_test: int
     source: str
     num_classes: int | None = None
+    n_valid: int = 0
 
     @property
     def dim(self) -> int:
@@ -75,7 +78,7 @@ class DataSpec:
 
 @dataclass
 class Dataset:
-    """Train and test tensors in pipeline units, their labels, and (toy data only) the true density."""
+    """Train, validation and test tensors in pipeline units, their labels, and (toy data) the true density."""
 
     spec: DataSpec
     train: torch.Tensor
@@ -83,6 +86,37 @@ class Dataset:
     train_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
     density: ToyMixture | None = field(default=None, repr=False)
+    valid: torch.Tensor | None = None
+    valid_labels: torch.Tensor | None = None
+
+
+def split_validation(data: Dataset, fraction: float) -> Dataset:
+    """Carve the last `fraction` of the training rows into a validation split that no model trains on.
+
+    Every loader's training rows are already in a fixed order (a seeded permutation, or the official file
+    order), so the carve is deterministic; the spec records its size and the source says how it was made.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise GenbenchError(f"dataset.valid_fraction={fraction} must lie in [0, 1)")
+    n_valid = int(round(fraction * len(data.train)))
+    if n_valid == 0:
+        return data
+    cut = len(data.train) - n_valid
+    labels = data.train_labels
+    spec = replace(
+        data.spec,
+        n_train=cut,
+        n_valid=n_valid,
+        source=f"{data.spec.source}; last {n_valid} training rows held out for validation",
+    )
+    return replace(
+        data,
+        spec=spec,
+        train=data.train[:cut],
+        valid=data.train[cut:],
+        train_labels=None if labels is None else labels[:cut],
+        valid_labels=None if labels is None else labels[cut:],
+    )
 
 
 # ----------------------------------------------------------------------------- discrete <-> continuous
@@ -425,8 +459,23 @@ def load_dataset(
     download: bool = True,
     n_train: int = 20_000,
     n_test: int = 5_000,
+    valid_fraction: float = 0.1,
 ) -> Dataset:
-    """Load a dataset by name (the fields of `conf/dataset/<name>.yaml`)."""
+    """Load a dataset by name (the fields of `conf/dataset/<name>.yaml`), its validation split carved off."""
+    return split_validation(load_split(name, mixture, path, key, mirrors, download, n_train, n_test), valid_fraction)
+
+
+def load_split(
+    name: str,
+    mixture: str,
+    path: str,
+    key: str | None,
+    mirrors: Sequence[str],
+    download: bool,
+    n_train: int,
+    n_test: int,
+) -> Dataset:
+    """The dataset's own train/test split, before the validation rows are carved off."""
     if name == "digits":
         return load_digits_data()
     if name == "toy2d":

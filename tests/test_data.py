@@ -82,9 +82,22 @@ def test_unknown_dataset_names_the_accepted_ones() -> None:
 def test_real_mnist_test_split_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENBENCH_DATA", str(SHARED_DATA))
     ds = data.load_dataset("mnist", download=False)
-    assert ds.spec.n_train == 8000 and ds.spec.n_test == 2000 and ds.spec.levels == 256
-    assert "test split only" in ds.spec.source
-    assert ds.train.shape == (8000, 1, 28, 28) and float(ds.train.min()) >= 0 and float(ds.train.max()) == 1.0
+    # 8,000 / 2,000 of the t10k images, the last tenth of the 8,000 held out for validation
+    assert ds.spec.n_train == 7200 and ds.spec.n_valid == 800 and ds.spec.n_test == 2000 and ds.spec.levels == 256
+    assert "test split only" in ds.spec.source and "held out for validation" in ds.spec.source
+    assert ds.train.shape == (7200, 1, 28, 28) and float(ds.train.min()) >= 0 and float(ds.train.max()) == 1.0
+    assert ds.valid.shape == (800, 1, 28, 28) and ds.valid_labels.shape == (800,)
+
+
+def test_validation_split_is_carved_from_training_rows_and_recorded() -> None:
+    full = data.load_dataset("digits", valid_fraction=0.0)
+    ds = data.load_dataset("digits")
+    assert full.valid is None and full.spec.n_valid == 0 and full.spec.n_train == 1500
+    assert (ds.spec.n_train, ds.spec.n_valid, ds.spec.n_test) == (1350, 150, 297)
+    assert torch.equal(torch.cat([ds.train, ds.valid]), full.train)  # no row lost, none trained on twice
+    assert torch.equal(ds.test, full.test)
+    with pytest.raises(GenbenchError, match="valid_fraction"):
+        data.load_dataset("digits", valid_fraction=1.0)
 
 
 # ----------------------------------------------------------------------------- a local mirror

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from genbench.data import Dataset, DataSpec, ToyMixture, binarize
+from genbench.data import Dataset, DataSpec, ToyMixture, binarize, split_validation
+from genbench.errors import GenbenchError
 from genbench.metrics import ais, parzen
 from genbench.metrics import likelihood as lk
 from genbench.metrics.context import EvalContext
@@ -92,8 +94,8 @@ def toy_data(n: int = 50) -> Dataset:
 def image_data(n: int = 20) -> Dataset:
     spec = DataSpec("digits", (1, 8, 8), 17, (0.0, 1.0), n, n, "test")
     gen = torch.Generator().manual_seed(2)
-    x = torch.randint(0, 17, (2 * n, 1, 8, 8), generator=gen).float() / 16
-    return Dataset(spec, x[:n], x[n:])
+    x = torch.randint(0, 17, (3 * n, 1, 8, 8), generator=gen).float() / 16
+    return split_validation(Dataset(spec, x[: 2 * n], x[2 * n :]), 0.5)
 
 
 def eval_cfg(**overrides: object) -> object:
@@ -210,7 +212,7 @@ class PPCA(LinearDecoder):
 def ppca_data(model: LinearDecoder, n_train: int = 64, n_test: int = 48) -> Dataset:
     spec = DataSpec("ppca", (D_OBS,), None, (-10.0, 10.0), n_train, n_test, "test: samples of the pPCA model")
     x = model.sample(n_train + n_test, torch.Generator().manual_seed(3)).detach()
-    return Dataset(spec, x[:n_train], x[n_train:])
+    return split_validation(Dataset(spec, x[:n_train], x[n_train:]), 0.25)
 
 
 def ais_cfg(**overrides: object) -> dict:
@@ -340,7 +342,7 @@ def test_parzen_single_kernel_is_the_gaussian_density() -> None:
 def test_parzen_on_gaussian_data_lands_near_the_true_log_likelihood() -> None:
     spec = DataSpec("gauss2d", (2,), None, (-5.0, 5.0), 400, 500, "test")
     gen = torch.Generator().manual_seed(6)
-    data = Dataset(spec, torch.randn(400, 2, generator=gen), torch.randn(500, 2, generator=gen))
+    data = split_validation(Dataset(spec, torch.randn(800, 2, generator=gen), torch.randn(500, 2, generator=gen)), 0.5)
     parzen = {"enabled": True, "n_samples": 4000, "n_valid": 400, "bandwidth_grid": [0.02, 0.1, 0.2, 0.3, 0.5, 2.0]}
     metrics = lk.evaluate(EvalContext(GaussSampler(spec), data, eval_cfg(parzen=parzen)))
     (m,) = metrics
@@ -356,7 +358,7 @@ def toy_mixture_data(n: int = 1000) -> Dataset:
     density = ToyMixture("ring8")
     gen = torch.Generator().manual_seed(8)
     spec = DataSpec("toy2d", (2,), None, (-3.0, 3.0), n, n, "test")
-    return Dataset(spec, density.sample(n, gen), density.sample(n, gen), density=density)
+    return split_validation(Dataset(spec, density.sample(n, gen), density.sample(n, gen), density=density), 0.2)
 
 
 class WideGauss(ExactGauss):
@@ -432,3 +434,23 @@ def test_image_decoder_gets_ais_and_parzen_in_bits_per_dim_on_dequantized_data()
     assert ais_bpd.value == pytest.approx(float(lk.bits_per_dim(torch.tensor(-ais_nats.value).double(), 64, 17)))
     assert ais_nats.extra["bdmc_n"] == 2 and math.isfinite(ais_nats.extra["bdmc_gap_nats"])
     assert all(p.requires_grad for p in model.parameters())  # AIS froze them only while it ran
+
+
+def test_selections_are_made_on_validation_rows_never_on_training_rows() -> None:
+    """The Parzen bandwidth is chosen on the validation split: changing training rows changes nothing, changing
+    validation rows changes the scores; with no validation split the selection is refused."""
+    spec = DataSpec("gauss2d", (2,), None, (-5.0, 5.0), 400, 300, "test")
+    gen = torch.Generator().manual_seed(6)
+    data = split_validation(Dataset(spec, torch.randn(600, 2, generator=gen), torch.randn(300, 2, generator=gen)), 0.5)
+    parzen = {"enabled": True, "n_samples": 500, "n_valid": 300, "bandwidth_grid": [0.1, 0.3, 1.0]}
+
+    def scores(d: Dataset) -> dict:
+        (m,) = lk.evaluate(EvalContext(GaussSampler(spec), d, eval_cfg(parzen=parzen)))
+        assert m.extra["bandwidth_split"] == "valid"
+        return m.extra["bandwidth_scores"]
+
+    base = scores(data)
+    assert scores(replace(data, train=data.train * 50.0)) == base  # training rows play no part
+    assert scores(replace(data, valid=data.valid * 3.0)) != base
+    with pytest.raises(GenbenchError, match="no validation split"):
+        scores(replace(data, valid=None))

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genbench.data import Dataset, binarize, dequantize
+from genbench.errors import GenbenchError
 from genbench.metrics.ais import AISSettings, ObsModel, ObsSampler, ais_log_prob, bdmc
 from genbench.metrics.context import EvalContext
 from genbench.metrics.parzen import choose_bandwidth, parzen_log_density
@@ -153,6 +154,16 @@ def model_inputs(model: GenerativeModel, x: torch.Tensor, levels: int | None) ->
 def test_inputs(model: GenerativeModel, data: Dataset, n_test: int | None) -> tuple[torch.Tensor, int | None, dict]:
     """The (first `n_test`) test examples as `model_inputs` gives them."""
     return model_inputs(model, data.test if n_test is None else data.test[:n_test], data.spec.levels)
+
+
+def validation_rows(data: Dataset, n: int) -> torch.Tensor:
+    """The first `n` rows of the validation split, on which every selection is made (never training rows)."""
+    if data.valid is None or len(data.valid) == 0:
+        raise GenbenchError(
+            f"dataset {data.spec.name!r} has no validation split to choose bandwidths and noise levels on; "
+            f"set dataset.valid_fraction > 0"
+        )
+    return data.valid[:n]
 
 
 def continuous_inputs(x: torch.Tensor, levels: int | None) -> torch.Tensor:
@@ -311,14 +322,14 @@ def observation(
     if callable(getattr(model, "log_prob_given_latent", None)):
         sampler = getattr(model, "sample_given_latent", None)
         return model.log_prob_given_latent, sampler if callable(sampler) else None, False, {"obs_model": "model"}
-    held, levels, _ = model_inputs(model, data.train[-int(acfg.select_n) :], data.spec.levels)
+    held, levels, _ = model_inputs(model, validation_rows(data, int(acfg.select_n)), data.spec.levels)
     sigma, scores = choose_sigma(model, continuous_inputs(held, levels), acfg, generator)
     obs, sampler = gaussian_observation(model, sigma)
     fields = {
         "obs_model": "gaussian",
         "obs_sigma": sigma,
         "obs_sigma_scores": scores,
-        "obs_sigma_split": "train",
+        "obs_sigma_split": "valid",
         "obs_sigma_at_grid_edge": at_edge(sigma, acfg.sigma_grid),
     }
     return obs, sampler, True, fields
@@ -373,8 +384,8 @@ def ais_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: tor
 def kde_fit(
     model: GenerativeModel, data: Dataset, cfg: Any, levels: int | None, centers: torch.Tensor
 ) -> tuple[torch.Tensor, float, dict[str, float]]:
-    """Model samples `(M, D)` as kernel centres and the bandwidth chosen on a slice of the train split."""
-    held, held_levels, _ = model_inputs(model, data.train[-int(cfg.n_valid) :], levels)
+    """Model samples `(M, D)` as kernel centres and the bandwidth chosen on the validation split."""
+    held, held_levels, _ = model_inputs(model, validation_rows(data, int(cfg.n_valid)), levels)
     valid = continuous_inputs(held, held_levels).flatten(1)
     bandwidth, scores = choose_bandwidth(valid, centers.to(model.device), list(cfg.bandwidth_grid))
     return centers, bandwidth, scores
@@ -390,7 +401,7 @@ def parzen_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, centers: to
     fields = {
         "bandwidth": bandwidth,
         "bandwidth_scores": scores,
-        "bandwidth_split": "train",
+        "bandwidth_split": "valid",
         "bandwidth_at_grid_edge": at_edge(bandwidth, pcfg.bandwidth_grid),
         "n_samples": len(centers),
         "warning": PARZEN_WARNING,
