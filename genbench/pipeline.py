@@ -21,6 +21,7 @@ from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
 from genbench.model import GenerativeModel
 from genbench.report import figures
+from genbench.report.summary import run_summary
 from genbench.results import Metric, atomic_write_text, load_record, new_record, save_record
 from genbench.train import (
     CHECKPOINT_NAME,
@@ -99,8 +100,10 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         message = str(err) if isinstance(err, GenbenchError) else f"{type(err).__name__}: {err}"
         record.update(status="failed", error=message)
         save_record(record, run_dir)
+        print(run_summary(record, run_dir))
         raise
     save_record(record, run_dir)
+    print(run_summary(record, run_dir))
     return record
 
 
@@ -148,4 +151,5 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     record["metrics"] = [m.to_dict() for m in evaluate_model(model, data, cfg.eval, run_dir)]
     record.update(eval_preset=cfg.eval.name, eval_wall_time_s=time.perf_counter() - start)
     save_record(record, run_dir)
+    print(run_summary(record, run_dir))
     return record

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import random
 import time
@@ -24,6 +25,7 @@ from genbench.errors import GenbenchError, NonFiniteLossError
 from genbench.model import GenerativeModel
 from genbench.results import atomic_write, atomic_write_text
 
+log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 CURVE_NAME = "curve.csv"
 CHECKPOINT_FORMAT = "genbench-checkpoint-1"
@@ -172,6 +174,7 @@ def train(
         state = load_checkpoint(ckpt_path)
         restore(model, state)
         step, elapsed_before, resumed_from = state["step"], state["wall_time_s"], state["step"]
+        log.info("resuming from step %d (checkpoint %s)", step, ckpt_path)
     curve = read_curve(curve_path, step)
     sampler = BatchSampler(train_data, cfg.batch_size, seed)
     device = model.device

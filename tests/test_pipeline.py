@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from genbench.cli import CONF_DIR, main
 from genbench.errors import GenbenchError
 from genbench.pipeline import CONFIG_NAME, SAMPLES_NAME, bench, evaluate_run, load_run
+from genbench.report.summary import run_summary
 from genbench.results import find_metric, load_record
 from genbench.train import CHECKPOINT_NAME
 
@@ -54,11 +55,21 @@ def test_cli_bench_toy2d_then_eval_without_retraining(tmp_path: Path, capsys: py
     assert (out / CHECKPOINT_NAME).stat().st_mtime_ns == mtime  # no retraining
 
 
-def test_bench_resumes_and_ends_with_the_asked_step_count(compose: Compose, tmp_path: Path) -> None:
+def test_bench_resumes_and_ends_with_the_asked_step_count(
+    compose: Compose, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     overrides = ["model=gan", "dataset=toy2d", "eval=fast", "train.checkpoint_every=2"]
     bench(compose([*overrides, "train.max_steps=4"]))
+    first = capsys.readouterr().out
+    assert "gan on toy2d, seed 0: ok" in first and "trained 4 steps" in first and "resumed" not in first
+    assert f"record: {tmp_path / 'run' / 'record.json'}" in first and "samples/s" in first
+    caplog.set_level("INFO", logger="genbench.train")
     record = bench(compose([*overrides, "train.max_steps=6"]))
     assert record["train"]["steps"] == 6 and record["train"]["resumed_from"] == 4
+    assert f"resuming from step 4 (checkpoint {tmp_path / 'run' / CHECKPOINT_NAME})" in caplog.text
+    assert "trained 6 steps" in capsys.readouterr().out and "resumed from step 4" in run_summary(
+        record, tmp_path / "run"
+    )
     model, data, _ = load_run(tmp_path / "run")
     assert data.spec.name == "toy2d" and model.latent_dim == 32
 

@@ -27,6 +27,11 @@ def bpd(value: float, kind: str, method: str, data: str = "discrete") -> Metric:
     return Metric("nll_bpd", value, "bits/dim", kind, 0.01, 100, "test", extra, ("method", "data"))
 
 
+def baseline(value: float, method: str, data: str = "discrete") -> Metric:
+    extra = {"method": method, "data": data, "source": "baseline"}
+    return Metric("nll_bpd", value, "bits/dim", "exact", 0.0, 100, "test", extra, ("method", "data", "source"))
+
+
 def fid(value: float, name: str = "fid", mode: str = "default", source: str = "model") -> Metric:
     extra = {"features": "domain", "n_gen": 500, "mode": mode, "source": source}
     return Metric(name, value, "-", "estimate", None, 500, "test", extra, ("features", "mode", "source"))
@@ -42,14 +47,16 @@ GAN_SEEDS = [(0, 10, 1000), (1, 12, 1100), (2, 17, 1200)]  # seed, FID, samples/
 GSN_MODES = ["default", "burn10", "burn100"]
 RUNS = {
     "gan": ("adversarial", "none", 32, ["default"],
-            {s: [fid(v), fid(v / 100, "kid"), speed(t), fid(4.0, source="data")] for s, v, t in GAN_SEEDS}),
+            {s: [fid(v), fid(v / 100, "kid"), speed(t), fid(4.0, source="data"), baseline(4.087, "uniform")]
+             for s, v, t in GAN_SEEDS}),
     "vae": ("variational", "lower_bound", 16, ["default"],
             {0: [bpd(2.5, "lower_bound", "elbo"), bpd(2.4, "lower_bound", "iwae-8")],
              1: [bpd(2.7, "lower_bound", "elbo"), bpd(2.6, "lower_bound", "iwae-8")]}),
     "pixelcnn": ("autoregressive", "exact", None, ["cached", "naive"],
                  {0: [bpd(2.0, "exact", "exact"), speed(10.0, "naive"), speed(50.0, "cached")]}),
     "nice": ("flow", "exact", 64, ["default"], {0: [bpd(3.0, "exact", "exact")], 1: "RuntimeError: boom at step 7"}),
-    "dbm": ("boltzmann", "estimate", None, ["default"], {0: [bpd(0.5, "estimate", "estimate", "binarized")]}),
+    "dbm": ("boltzmann", "estimate", None, ["default"],
+            {0: [bpd(0.5, "estimate", "estimate", "binarized"), baseline(1.0, "uniform", "binarized")]}),
     "gsn": ("markov_chain", "none", None, GSN_MODES,
             {0: [bpd(4.2, "estimate", "parzen"), fid(80.0, mode="burn10"), fid(50.0), fid(60.0, mode="burn100"),
                  speed(900.0, "burn10"), speed(100.0), speed(120.0, "burn100"), speed(5.0, batch=1)]}),
@@ -119,6 +126,7 @@ def test_kinds_and_main_likelihood(table: dict[str, dict[str, str]], sweep: Path
     vae = {r[1]: r for r in rows if r[0] == "vae"}
     assert set(vae) == {"iwae-8 *", "elbo"}
     assert vae["elbo"][4] == "≤ 2.600 ± 0.14" and vae["elbo"][3] == "lower_bound" and vae["elbo"][2] == "discrete"
+    assert vae["elbo"][5] == "0.010"  # the per-example standard error beside the spread over seeds
 
 
 def test_empty_cells_say_why(table: dict[str, dict[str, str]]) -> None:
@@ -252,3 +260,10 @@ def test_rows_from_another_eval_preset_are_flagged(sweep: Path, tmp_path: Path) 
     write_run(root, "vae", 0, RUNS["vae"][:4], RUNS["vae"][4][0], preset="fast")
     header, rows = main_table(group_runs(load_runs(root).runs)["digits"])
     assert [r[0] for r in rows[:2]] == ["gan", "vae (eval=fast: other protocol)"]
+
+
+def test_baselines_are_rows_of_their_own(table: dict[str, dict[str, str]]) -> None:
+    row = table["baseline: uniform"]
+    assert row["bits/dim"] == "= 4.087" and row["bits/dim (binarized, L = 2)"] == "= 1.000"
+    assert row["FID (domain)"] == "–" and row["likelihood"] == "exact"
+    assert table["gan"]["bits/dim"] == NO_LIKELIHOOD  # a baseline recorded in a GAN run is not the GAN's number

@@ -52,6 +52,7 @@ class Family:
 
 FAMILIES: tuple[Family, ...] = (
     Family("likelihood", "genbench.metrics.likelihood", (Column("nll_bpd", "bits/dim", "likelihood"),)),
+    Family("baselines", "genbench.metrics.baselines"),  # rows of their own beside the models' likelihoods
     Family(
         "fid",
         "genbench.metrics.fid",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from genbench.metrics import Column, main_columns
-from genbench.report.cells import KIND_MARK, Cell
+from genbench.report.cells import KIND_MARK, Cell, fmt
 from genbench.report.records import (
     FAILED,
     NO_LIKELIHOOD,
@@ -51,7 +51,7 @@ def likelihood_cells(group: Group, data: str = "discrete", name: str = "nll_bpd"
     cells = []
     for key, ms in variants(group, name).items():
         m = ms[0]
-        if m.get("data", "discrete") != data:
+        if m.get("data", "discrete") != data or m.get("source", "model") != "model":
             continue
         cells.append(Cell.of(ms, mark=KIND_MARK[m["kind"]], note=likelihood_note(ms), kind=m["kind"], key=key))
     cells.sort(key=lambda c: (KIND_RANK.get(c.kind, 3), c.mean))
@@ -59,11 +59,18 @@ def likelihood_cells(group: Group, data: str = "discrete", name: str = "nll_bpd"
 
 
 def likelihood_note(ms: list[dict[str, Any]]) -> str:
-    """The method, and what a reader must know to read the number (dequantized data)."""
+    """The method, and what a reader must know to read the number: dequantized data; for AIS, the Gaussian
+    observation noise it assumed and BDMC's gap (how far from converged the bound may be)."""
     m = ms[0]
     parts = [m.get("method", "")]
     if m.get("dequantized") and m.get("method") != "dequantized":
         parts.append("dequantized")
+    sigmas = {x.get("obs_sigma") for x in ms} - {None}
+    if sigmas:
+        parts.append("σ = " + "/".join(fmt(v, 2) for v in sorted(sigmas)))
+    gaps = [x["bdmc_gap_nats"] for x in ms if x.get("bdmc_gap_nats") is not None]
+    if gaps:
+        parts.append(f"BDMC gap {fmt(sum(gaps) / len(gaps), 2)} nats")
     return ", ".join(p for p in parts if p)
 
 
@@ -219,7 +226,8 @@ def column_title(column: Column, features: str | None, device: str | None) -> st
 
 
 def main_table(groups: list[Group], columns: list[Column] | None = None) -> Table:
-    """Header and rows of the comparison table of one dataset, with a row for real held-out data.
+    """Header and rows of the comparison table of one dataset, then its reference rows: the baselines' bits/dim
+    (`genbench.metrics.baselines`) and real held-out data scored like samples (the sample-quality floor).
 
     The shared feature set and device go in the header; a row whose eval preset differs from the table's is
     flagged in its model cell.
@@ -230,43 +238,77 @@ def main_table(groups: list[Group], columns: list[Column] | None = None) -> Tabl
     preset = common_preset(groups)
     header = ["model", "seeds", "params", "likelihood"]
     cells: list[list[Cell]] = []
-    floor: list[Cell | None] = []  # the real-data row's cell per column (None: not a quality column)
+    # per column, the cell of each reference row (None: that row says nothing in this column)
+    labels = [DATA_ROW] + [f"baseline: {m}" for m in baseline_methods(groups)]
+    references: list[dict[str, Cell | None]] = []
     for column in columns:
         header.append(column_title(column, features, device))
         cells.append(column_cells(groups, column, features, with_device=not device))
-        floor.append(data_cell(groups, column.metric, features) if column.cell == "quality" else None)
+        references.append(reference_cells(groups, column, features, labels, "discrete"))
         if column.cell == "likelihood" and any(likelihood_cells(g, "binarized") for g in groups):
             header.append(f"{column.title} (binarized, L = 2)")
             cells.append([main_likelihood(g, "binarized") if likelihood_cells(g, "binarized") else Cell(note="–")
                           for g in groups])  # fmt: skip
-            floor.append(None)
+            references.append(reference_cells(groups, column, features, labels, "binarized"))
     header.append("train time (s)")
     cells.append([train_time_cell(g) for g in groups])
-    floor.append(None)
+    references.append({})
     rows = []
     for i, g in enumerate(groups):
         kind = g.info.get("likelihood", "not recorded")
         rows.append([model_label(g, preset), seeds_text(g), params_text(g), kind] + [col[i].text() for col in cells])
-    if any(c is not None and c.mean is not None for c in floor):
-        rows.append([DATA_ROW, "–", "–", "–"] + ["–" if c is None else c.text() for c in floor])
+    for label in labels:
+        row = [ref.get(label) for ref in references]
+        if any(c is not None and c.mean is not None for c in row):
+            kind = "exact" if label.startswith("baseline") else "–"
+            rows.append([label, "–", "–", kind] + ["–" if c is None or c.mean is None else c.text() for c in row])
     return header, rows
 
 
-def data_cell(groups: list[Group], name: str, features: str | None) -> Cell:
-    """Real examples outside the reference, scored exactly like the samples: the floor of a quality column.
+def baseline_methods(groups: list[Group]) -> list[str]:
+    """The baselines recorded beside the models, in the order first seen."""
+    found: dict[str, None] = {}
+    for g in groups:
+        for ms in variants(g, "nll_bpd").values():
+            if ms[0].get("source") == "baseline":
+                found.setdefault(ms[0]["method"], None)
+    return list(found)
 
-    Every run scores the same real examples, so each protocol size gives one number, whatever the seeds.
+
+def reference_cells(
+    groups: list[Group], column: Column, features: str | None, labels: list[str], data: str
+) -> dict[str, Cell | None]:
+    """The reference rows' cells of one column: baselines in a likelihood column, real data in a quality one."""
+    out: dict[str, Cell | None] = {}
+    for label in labels:
+        if label == DATA_ROW and column.cell == "quality":
+            out[label] = shared_cell(groups, column.metric, features=features, source="data")
+        elif label.startswith("baseline: ") and column.cell == "likelihood":
+            method = label.removeprefix("baseline: ")
+            cell = shared_cell(groups, column.metric, method=method, data=data, source="baseline")
+            cell.mark = KIND_MARK.get(cell.first("kind") or "", "")
+            cell.note = "dequantized" if cell.first("dequantized") else ""
+            out[label] = cell
+    return out
+
+
+def shared_cell(groups: list[Group], name: str, **fields: Any) -> Cell:
+    """A number every run recorded alike (a baseline, the real-data floor): one value per protocol size.
+
+    Every run scores the same real examples or fits the same baseline, so seeds do not add spread; where runs
+    used different sizes the cell says so.
     """
     metrics: dict[tuple, dict[str, Any]] = {}
     for g in groups:
-        for ms in candidates(g, name, features=features, source="data"):
+        for ms in candidates(g, name, **fields):
             for m in ms:
-                metrics.setdefault((m["value"], m.get("n_gen")), m)
+                metrics.setdefault((m["value"], m.get("n_gen"), m.get("n")), m)
     if not metrics:
         return Cell(note=NOT_RUN)
     cell = Cell.of(list(metrics.values()))
-    n = cell.first("n_gen")
-    cell.note = f"n = {n}" if n is not None else "several n"
+    if fields.get("source") == "data":
+        n = cell.first("n_gen")
+        cell.note = f"n = {n}" if n is not None else "several n"
     return cell
 
 
@@ -275,7 +317,8 @@ def data_cell(groups: list[Group], name: str, features: str | None) -> Cell:
 
 def likelihood_table(groups: list[Group]) -> Table:
     """Every likelihood method of every model on every data variant; `*` marks the main table's number."""
-    header = ["model", "method", "data", "kind", "bits/dim", "nats/example", "test examples", "seeds"]
+    header = ["model", "method", "data", "kind", "bits/dim", "stderr over examples", "nats/example", "test examples"]
+    header.append("seeds")
     rows = []
     for g in groups:
         nats, bpd = variants(g, "nll_nats"), variants(g, "nll_bpd")
@@ -284,8 +327,11 @@ def likelihood_table(groups: list[Group]) -> Table:
                 n_ms = nats.get(c.key, [])
                 nats_text = Cell.of(n_ms, mark=c.mark).text() if n_ms else NOT_RUN
                 bits = Cell(c.mean, c.std, c.n, c.mark).text()
+                errors = [m["stderr"] for m in bpd[c.key] if m.get("stderr") is not None]
+                stderr = fmt(sum(errors) / len(errors), 2) if errors else "–"
                 method = c.note + " *" * (i == 0)
-                rows.append([g.model, method, data, c.kind, bits, nats_text, str(bpd[c.key][0]["n"]), str(c.n)])
+                n_test = str(bpd[c.key][0]["n"])
+                rows.append([g.model, method, data, c.kind, bits, stderr, nats_text, n_test, str(c.n)])
     return header, rows
 
 
