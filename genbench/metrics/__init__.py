@@ -35,6 +35,7 @@ class Column:
     title: str
     cell: CellKind = "plain"
     unit: str = ""  # appended to the header where the number's scale is not obvious (KID's MMD²)
+    note_fields: tuple[str, ...] = ()  # fields shown in the cell, where a reader needs them (KID's subset size)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ FAMILIES: tuple[Family, ...] = (
         "genbench.metrics.fid",
         (
             Column("fid", "FID", "quality"),
-            Column("kid", "KID", "quality", unit="unbiased MMD²"),
+            Column("kid", "KID", "quality", unit="unbiased MMD²", note_fields=("subset_size",)),
             Column("precision", "precision", "quality"),
             Column("recall", "recall", "quality"),
         ),

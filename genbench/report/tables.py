@@ -212,10 +212,18 @@ def column_cells(groups: list[Group], column: Column, features: str | None, with
     if column.cell == "likelihood":
         return [main_likelihood(g) for g in groups]
     if column.cell == "quality":
-        return [quality_cell(g, column.metric, features) for g in groups]
+        return [with_fields(quality_cell(g, column.metric, features), column.note_fields) for g in groups]
     if column.cell == "throughput":
         return [throughput_cell(g, with_device=with_device) for g in groups]
     return [plain_cell(g, column.metric) for g in groups]
+
+
+def with_fields(cell: Cell, fields: tuple[str, ...]) -> Cell:
+    """The cell, its note naming `fields` of the metrics behind it (where they all agree)."""
+    parts = [cell.note] if cell.note else []
+    parts += [f"{f.replace('_', ' ')} {cell.first(f)}" for f in fields if cell.first(f) is not None]
+    cell.note = ", ".join(parts)
+    return cell
 
 
 def column_title(column: Column, features: str | None, device: str | None) -> str:
@@ -282,7 +290,8 @@ def reference_cells(
     out: dict[str, Cell | None] = {}
     for label in labels:
         if label == DATA_ROW and column.cell == "quality":
-            out[label] = shared_cell(groups, column.metric, features=features, source="data")
+            cell = shared_cell(groups, column.metric, features=features, source="data")
+            out[label] = with_fields(cell, column.note_fields) if cell.mean is not None else cell
         elif label.startswith("baseline: ") and column.cell == "likelihood":
             method = label.removeprefix("baseline: ")
             cell = shared_cell(groups, column.metric, method=method, data=data, source="baseline")
