@@ -109,6 +109,14 @@ def _cross_sums(x: torch.Tensor, y: torch.Tensor, s_x: torch.Tensor, s_y: torch.
     return (s_x * k_sy).sum(0)
 
 
+def gram_route_is_cheaper(n_gen: int, n_ref: int, d: int, n_subsets: int, m: int) -> bool:
+    """Multiply-adds: the Gram route evaluates every pair once (symmetric halves) and multiplies each tile by a
+    slice of S; the per-subset loop evaluates three m x m kernels per subset. Pick the smaller."""
+    pairs = n_gen * n_gen + n_ref * n_ref + n_gen * n_ref
+    gram = (pairs - (n_gen * n_gen + n_ref * n_ref) / 2) * d + pairs * n_subsets
+    return gram <= n_subsets * 3 * m * m * d
+
+
 def subset_mmd2(
     gen: np.ndarray, ref: np.ndarray, gen_rows: np.ndarray, ref_rows: np.ndarray, device: str | torch.device = "cpu"
 ) -> np.ndarray:
@@ -131,10 +139,7 @@ def subset_mmd2(
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         raise ValueError("KID: features contain NaN or inf")
     n_ref = len(y)
-    # multiply-adds: the Gram route evaluates every pair once (symmetric halves) and multiplies each tile by a
-    # slice of S; the loop evaluates three m x m kernels per subset
-    gram_cost = (n * n / 2 + n_ref * n_ref / 2 + n * n_ref) * d + (n * n + n_ref * n_ref + n * n_ref) * n_subsets
-    if n_subsets * 3 * m * m * d < gram_cost:
+    if not gram_route_is_cheaper(n, n_ref, d, n_subsets, m):
         values = []
         for ix, iy in zip(gen_rows, ref_rows, strict=True):
             ix_t, iy_t = torch.from_numpy(ix).to(x.device), torch.from_numpy(iy).to(x.device)
