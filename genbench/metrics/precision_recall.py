@@ -11,11 +11,12 @@ Exact and fast. Every decision (which point is the k-th neighbour, whether a poi
 that float64 squared distances `sum_k (a_k - b_k)^2` give, but almost all of them are taken on float32 blocks
 `|a|^2 + |b|^2 - 2 a.b` (one matrix product per block, k-th neighbours by `topk`, ball tests by one row or
 column minimum). A float32 value carries a proven error bound (below), so a decision is re-checked in float64
-only where the float32 value lies within that bound of the threshold: a few points in a thousand on real
-features. Exact float64 radii are computed only for the balls such a re-check touches. In high dimension the k-NN
-products cover only the upper triangle of each symmetric distance matrix, and one cross-distance block serves
-both precision (its row minima) and recall (its column minima): two thirds of the products of three full
-distance matrices.
+only where the float32 value lies within that bound of the threshold (on correlated Gaussian features: 0.05% of
+the points at 64-d, 1.5% at 2048-d). Exact float64 radii are computed only for the balls such a re-check
+touches: a float32 radius is within its row's bound of the exact one, and the ball tests allow for both. In high
+dimension the k-NN products cover only the upper triangle of each symmetric distance matrix, and one
+cross-distance block serves both precision (its row minima) and recall (its column minima): two thirds of the
+products of three full distance matrices.
 
 Error bound: for features scaled (by a power of two, which is exact) to norms of order one, a float32 dot
 product over d terms errs by at most gamma_d |a| |b| (Higham 2002, sec. 3.1; any summation order, FMA or not),
