@@ -15,7 +15,7 @@ endif
 DIR ?= $(shell ls -td results/sweeps/*/ 2>/dev/null | head -n 1)
 COMMA := ,
 
-.PHONY: install test bench lint compare speed report clean
+.PHONY: install test bench bench-metrics lint compare speed report clean
 
 install: $(STAMP)
 
@@ -30,6 +30,12 @@ test: install
 
 bench: install
 	$(BIN)/genbench bench model=$(MODEL) $(ARGS)
+
+# make bench-metrics [ARGS="--quick"]: genbench's FID, KID and precision/recall against pytorch-fid and
+# torch-fidelity on identical feature arrays (installs the `bench` extra); writes results/benchmarks/.
+bench-metrics: install
+	$(BIN)/python -c "import torch_fidelity" 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/metrics_vs_peers.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from genbench.metrics.fid import frechet_distance
+from genbench.metrics.frechet import frechet_distance
 from genbench.results import atomic_write_text, device_name, git_commit, package_versions
 
 

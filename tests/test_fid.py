@@ -1,4 +1,4 @@
-"""Fréchet distance against closed forms and pytorch-fid; cached reference statistics; the `evaluate` family."""
+"""Cached reference statistics and the `evaluate` family (the Fréchet maths: tests/test_frechet.py)."""
 
 from __future__ import annotations
 
@@ -6,90 +6,12 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from pytorch_fid.fid_score import calculate_frechet_distance
-from scipy.stats import ortho_group
 
 from genbench.data import DataSpec, load_digits_data, load_toy2d
 from genbench.metrics import features as feats
-from genbench.metrics import fid
+from genbench.metrics import fid, frechet
 from genbench.metrics.context import EvalContext
 from genbench.model import GenerativeModel
-
-
-def random_cov(rng: np.random.Generator, d: int, n: int) -> np.ndarray:
-    a = rng.standard_normal((d, n))
-    return a @ a.T / n  # rank min(d, n)
-
-
-def test_statistics_match_numpy_cov() -> None:
-    x = np.random.default_rng(0).standard_normal((50, 7)).astype(np.float32)
-    mu, sigma = fid.statistics(x)
-    assert mu.dtype == sigma.dtype == np.float64
-    np.testing.assert_allclose(mu, x.astype(np.float64).mean(0), rtol=1e-12)
-    np.testing.assert_allclose(sigma, np.cov(x.astype(np.float64), rowvar=False), rtol=1e-10)
-
-
-@pytest.mark.parametrize("n", [200, 30])  # full rank, and singular (30 samples in 64-d)
-@pytest.mark.parametrize("device", [None, "cpu"])  # numpy route and torch float64 route
-def test_fid_of_a_set_with_itself_is_zero(n: int, device: str | None) -> None:
-    x = np.random.default_rng(1).standard_normal((n, 64)) * 3.0 + 1.0
-    mu, sigma = fid.statistics(x)
-    assert abs(fid.frechet_distance(mu, sigma, mu, sigma, device=device)) < 1e-6
-
-
-@pytest.mark.parametrize("device", [None, "cpu"])
-def test_commuting_covariances_closed_form(device: str | None) -> None:
-    # S1 = Q diag(a) Q^T, S2 = Q diag(b) Q^T commute: tr sqrt(S1 S2) = sum sqrt(a b), so
-    # d^2 = |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2; zeros in a, b make both singular.
-    rng = np.random.default_rng(2)
-    d = 40
-    q = ortho_group.rvs(d, random_state=3)
-    a, b = rng.uniform(0.1, 4, d), rng.uniform(0.1, 4, d)
-    a[:5], b[-5:] = 0.0, 0.0
-    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
-    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-    got = fid.frechet_distance(mu1, q @ np.diag(a) @ q.T, mu2, q @ np.diag(b) @ q.T, device=device)
-    assert got == pytest.approx(expected, rel=1e-8)
-    # equal covariances: only the means differ
-    s = q @ np.diag(a) @ q.T
-    assert fid.frechet_distance(mu1, s, mu2, s, device=device) == pytest.approx(np.sum((mu1 - mu2) ** 2), rel=1e-6)
-
-
-def check_against_pytorch_fid(d: int, n1: int, n2: int, seed: int, torch_too: bool) -> None:
-    rng = np.random.default_rng(seed)
-    s1, s2 = random_cov(rng, d, n1), random_cov(rng, d, n2)
-    mu1, mu2 = rng.standard_normal(d) * 0.1, rng.standard_normal(d) * 0.1
-    expected = calculate_frechet_distance(mu1, s1, mu2, s2)
-    assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
-    if torch_too:
-        assert fid.frechet_distance(mu1, s1, mu2, s2, device="cpu") == pytest.approx(expected, rel=1e-6)
-
-
-@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
-def test_agrees_with_pytorch_fid_512() -> None:
-    check_against_pytorch_fid(512, 600, 1000, seed=4, torch_too=True)
-
-
-@pytest.mark.slow  # pytorch-fid's sqrtm at 2048-d: ~12 s on an idle 2-core CPU, over 60 s on a busy one
-@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
-def test_agrees_with_pytorch_fid_2048() -> None:
-    check_against_pytorch_fid(2048, 2500, 3000, seed=5, torch_too=False)
-
-
-def test_singular_covariances_torch_and_numpy_agree() -> None:
-    rng = np.random.default_rng(5)
-    s1, s2 = random_cov(rng, 128, 40), random_cov(rng, 128, 60)  # both rank-deficient
-    mu = np.zeros(128)
-    a = fid.frechet_distance(mu, s1, mu, s2)
-    assert np.isfinite(a) and a > 0
-    assert fid.frechet_distance(mu, s1, mu, s2, device="cpu") == pytest.approx(a, rel=1e-7)
-    assert fid.frechet_distance(mu, s2, mu, s1) == pytest.approx(a, rel=1e-7)  # symmetric
-
-
-def test_shape_mismatch_is_refused() -> None:
-    with pytest.raises(ValueError, match="shape mismatch"):
-        fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
-
 
 # ----------------------------------------------------------------------------- the reference-statistics cache
 
@@ -168,7 +90,7 @@ def test_evaluate_toy2d_raw_names_units_and_values(tmp_path) -> None:
     # the pipeline's numbers agree with the pure cores on the same features
     ref = data.test.double().numpy()
     gen = good.pool.double().numpy()
-    expected = fid.frechet_distance(*fid.statistics(gen), *fid.statistics(ref))
+    expected = frechet.frechet_distance(*frechet.statistics(gen), *frechet.statistics(ref))
     assert m_good["fid"].value == pytest.approx(expected, rel=1e-5)
     assert m_good["fid"].value < 0.1 < m_bad["fid"].value
     assert m_bad["recall"].value < 0.3 < 0.8 < m_good["recall"].value

@@ -58,7 +58,7 @@ FAMILIES: tuple[Family, ...] = (
         "fid",
         "genbench.metrics.fid",
         (
-            Column("fid", "FID", "quality"),
+            Column("fid", "FID", "quality", note_fields=("interval",)),  # a bootstrap interval, one seed or data
             Column("kid", "KID", "quality", unit="unbiased MMD²", note_fields=("subset_size",)),
             Column("precision", "precision", "quality"),
             Column("recall", "recall", "quality"),

@@ -2,15 +2,8 @@
 
 FID (Heusel et al. 2017, "GANs trained by a two time-scale update rule converge to a local Nash equilibrium")
 fits a Gaussian to the features of generated and of reference samples and reports the squared Fréchet (2-
-Wasserstein) distance between them (Dowson & Landau 1982):
-
-    d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2).
-
-pytorch-fid computes `sqrtm(S1 @ S2)` of the non-symmetric product (a complex Schur decomposition). We only
-need the trace of the square root, i.e. the sum of square roots of the eigenvalues of `S1 S2`, which are those
-of the symmetric PSD matrix `L^T S2 L` for any `S1 = L L^T` (Cholesky), so one Cholesky, two triangular
-products and one symmetric eigenvalue solve give the exact value, an order of magnitude faster. When `S1` (and
-`S2`) are singular, `L = V sqrt(W)` from `S1`'s eigendecomposition plays the same role.
+Wasserstein) distance between them (Dowson & Landau 1982); the exact maths lives in `genbench.metrics.frechet`
+(`frechet_distance`, `frechet_distance_features`, `statistics`, `fid_bootstrap`).
 
 `evaluate` is the metric family the pipeline calls (eval config section `fid`): it writes `fid`, `kid`
 (Bińkowski et al. 2018, `genbench.metrics.kid`) and `precision`/`recall` (Kynkäänniemi et al. 2019,
@@ -26,91 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import torch
 
 from genbench.data import Dataset
 from genbench.metrics import features as feats
 from genbench.metrics.context import EvalContext
-from genbench.metrics.kid import kid
+from genbench.metrics.frechet import fid_bootstrap, frechet_distance_features, statistics
+from genbench.metrics.kid import kid_estimate
 from genbench.metrics.precision_recall import precision_recall
 from genbench.results import Metric, atomic_write
 
 NO_UNIT = "–"  # DESIGN.md's metric table: FID and KID carry no unit
-
-# ----------------------------------------------------------------------------- the Fréchet distance
-
-
-def _trace_sqrt_product_numpy(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """tr sqrt(S1 S2) for symmetric PSD float64 matrices via a factor `S1 = L L^T`."""
-    try:
-        lower = scipy.linalg.cholesky(sigma1, lower=True, check_finite=False)  # Fortran-ordered
-        # M = L^T (S2 L) with two triangular products (BLAS trmm: half the flops of general matmuls). S2 is
-        # symmetric, so its transpose is the same matrix already in Fortran order: BLAS reads it without a copy.
-        s2l = scipy.linalg.blas.dtrmm(1.0, lower, sigma2.T, side=1, lower=1)  # S2 @ L
-        m = scipy.linalg.blas.dtrmm(1.0, lower, s2l, side=0, lower=1, trans_a=1, overwrite_b=1)  # L^T @ (S2 L)
-    except np.linalg.LinAlgError:
-        # singular S1: L = V sqrt(W) (clipping round-off negatives) is a factor just as good
-        w, v = np.linalg.eigh(sigma1)
-        factor = v * np.sqrt(np.clip(w, 0.0, None))  # (D, D), columns scaled
-        m = factor.T @ sigma2 @ factor
-    # M is symmetric up to round-off; the solver reads its lower triangle only
-    eig = scipy.linalg.eigvalsh(m, lower=True, overwrite_a=True, check_finite=False)
-    # eigenvalues that are zero in exact arithmetic come out as +-eps * |M|; their square roots (1e-8 each) would
-    # add up, so values under the usual rank tolerance count as zero (as in numpy's matrix_rank)
-    tol = max(float(eig.max()), 0.0) * len(eig) * np.finfo(np.float64).eps
-    return float(np.sqrt(eig[eig > tol]).sum())
-
-
-def _trace_sqrt_product_torch(sigma1: torch.Tensor, sigma2: torch.Tensor) -> float:
-    """The same in torch float64, on whichever device the matrices live (the GPU path)."""
-    lower, info = torch.linalg.cholesky_ex(sigma1)
-    if int(info) != 0:
-        w, v = torch.linalg.eigh(sigma1)
-        lower = v * w.clamp_min(0).sqrt()
-    m = lower.T @ sigma2 @ lower
-    eig = torch.linalg.eigvalsh((m + m.T) / 2)
-    tol = max(float(eig.max()), 0.0) * len(eig) * torch.finfo(torch.float64).eps  # as in the numpy route
-    return float(eig[eig > tol].sqrt().sum())
-
-
-def frechet_distance(
-    mu1: np.ndarray,
-    sigma1: np.ndarray,
-    mu2: np.ndarray,
-    sigma2: np.ndarray,
-    device: str | torch.device | None = None,
-) -> float:
-    """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), exact, in float64.
-
-    Args:
-        mu1, mu2: means, shape (D,).
-        sigma1, sigma2: covariances, shape (D, D), symmetric PSD (singular is fine).
-        device: None computes with numpy/LAPACK on the CPU; a torch device (e.g. "cuda") uses torch float64.
-
-    Returns:
-        The distance (what pytorch-fid's `calculate_frechet_distance` returns), a python float.
-    """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
-        raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
-    if device is None:
-        tr_sqrt = _trace_sqrt_product_numpy(sigma1, sigma2)
-    else:
-        s1, s2 = (torch.from_numpy(s).to(device, torch.float64) for s in (sigma1, sigma2))
-        tr_sqrt = _trace_sqrt_product_torch(s1, s2)
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_sqrt)
-
-
-def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and unbiased covariance (D, D) of features (N, D), both float64 (as pytorch-fid's np.cov)."""
-    x = np.asarray(features, np.float64)
-    mu = x.mean(axis=0)
-    centred = x - mu
-    return mu, centred.T @ centred / (len(x) - 1)
-
 
 # ----------------------------------------------------------------------------- reference statistics, cached
 
@@ -210,18 +129,22 @@ def quality_metrics(
 ) -> list[Metric]:
     """FID, KID, precision and recall of features `gen` against the reference, all carrying `fields`."""
     n = len(gen)
-    mu, sigma = statistics(gen)
-    value = frechet_distance(mu, sigma, ref.mu, ref.sigma, device=_frechet_device(fcfg, device))
+    linalg = _frechet_device(fcfg, device)
+    value = frechet_distance_features(gen, ref.features, device=linalg, moments2=(ref.mu, ref.sigma))
     common = {**fields, "n_gen": n, "n_ref": ref.n}
-    metrics = [Metric("fid", value, NO_UNIT, "estimate", None, n, "test", dict(common), QUALITY_VARIANT)]
+    fid_fields = dict(common)
+    resamples = int(fcfg.get("bootstrap", 0))
+    if resamples >= 2:  # the FID's sampling uncertainty: resample both sides (its bias is not in the interval)
+        boot = fid_bootstrap(gen, ref.features, resamples, seed, float(fcfg.get("bootstrap_level", 0.95)))
+        fid_fields.update(interval=[boot.low, boot.high], interval_level=boot.level, bootstrap_resamples=resamples)
+    metrics = [Metric("fid", value, NO_UNIT, "estimate", None, n, "test", fid_fields, QUALITY_VARIANT)]
 
     kernel_device = device if device.type == "cuda" else torch.device("cpu")  # kernels and distances: GPU if there
-    asked = int(fcfg.get("kid_subset_size", 1000))
-    subsets, subset = int(fcfg.get("kid_subsets", 100)), min(asked, n, ref.n)
-    mean, std = kid(gen, ref.features, subsets, subset, seed, kernel_device)
-    kid_fields = {**common, "subsets": subsets, "subset_size": subset, "subset_size_requested": asked}
+    asked, subsets = int(fcfg.get("kid_subset_size", 1000)), int(fcfg.get("kid_subsets", 100))
+    result = kid_estimate(gen, ref.features, subsets, asked, seed, kernel_device)
+    kid_fields = {**common, "subsets": subsets, "subset_size": result.subset_size, "subset_size_requested": asked}
     # stderr: the spread over subsets (Bińkowski et al. report mean ± std); subsets overlap, so std, not std/sqrt
-    metrics.append(Metric("kid", mean, NO_UNIT, "estimate", std, n, "test", kid_fields, QUALITY_VARIANT))
+    metrics.append(Metric("kid", result.mean, NO_UNIT, "estimate", result.std, n, "test", kid_fields, QUALITY_VARIANT))
 
     # equal-sized sets: the k-NN radii shrink as a set grows, so unequal sizes would bias the comparison
     m = min(n, ref.n, int(fcfg.get("pr_max", 10_000)))

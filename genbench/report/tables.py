@@ -221,7 +221,12 @@ def column_cells(groups: list[Group], column: Column, features: str | None, with
 def with_fields(cell: Cell, fields: tuple[str, ...]) -> Cell:
     """The cell, its note naming `fields` of the metrics behind it (where they all agree)."""
     parts = [cell.note] if cell.note else []
-    parts += [f"{f.replace('_', ' ')} {cell.first(f)}" for f in fields if cell.first(f) is not None]
+    for f in fields:
+        value = cell.first(f)
+        if isinstance(value, list):
+            value = "[" + ", ".join(fmt(v, 3) for v in value) + "]"
+        if value is not None:
+            parts.append(f"{f.replace('_', ' ')} {value}")
     cell.note = ", ".join(parts)
     return cell
 
