@@ -224,4 +224,5 @@ def config_error_message(err: BaseException) -> str:
         return f"unknown key {key!r}" + (f"; accepted: {', '.join(accepted)}" if accepted else "")
     if isinstance(cause, OmegaConfBaseException) and key:
         return f"{key}: {str(cause).splitlines()[0]}"
-    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    text = str(err).split("Config search path:")[0]  # Hydra's list of config sources says nothing here
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())

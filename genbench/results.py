@@ -213,12 +213,12 @@ def write_error(path: Path, err: OSError) -> GenbenchError:
 
 def ensure_writable_dir(folder: Path, what: str) -> None:
     """Create `folder` (and its parents) and prove a file can be made in it, or raise one line naming why."""
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise GenbenchError(f"{what} {folder}: {parent} is a file, not a directory")
-            break
     try:
+        for parent in (folder, *folder.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise GenbenchError(f"{what} {folder}: {parent} is a file, not a directory")
+                break
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(folder / ".write-check")
         _create_temp(folder / ".write-check").unlink()
