@@ -246,7 +246,7 @@ def test_a_transfer_that_stalls_midway_times_out(tmp_path: Path, short_timeouts:
 def test_a_killed_download_leaves_its_temporary_only_until_the_next_run(tmp_path: Path) -> None:
     folder = tmp_path / "srv"
     folder.mkdir()
-    blob = os.urandom(1 << 16)
+    blob = os.urandom(1 << 20)  # half of it is many reads: the child writes before the stall
     (folder / "f.bin").write_bytes(blob)
     dest = tmp_path / "cache" / "f.bin"
     stalling = Server(folder, hang_after_headers=True)
