@@ -53,8 +53,9 @@ class Job:
             dataset=select("dataset.name", "?"),
             seed=select("seed", None),
             config=config,
-            device=str(select("train.device", "?")),
+            device="cpu",  # replaced by the resolved device's name once the config stage has checked it
         )
+        self.record["device"] = f"not resolved: train.device={select('train.device', '?')}"
         self.record["eval_preset"] = select("eval.name", None)
 
     @property

@@ -105,10 +105,7 @@ def package_versions() -> dict[str, str | None]:
 
 def device_name(device: torch.device | str) -> str:
     """Human-readable device name, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu (x86_64, 2 threads)'."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):  # not resolved yet (a failed record of a job refused at its config)
-        return str(device)
+    device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"

@@ -77,6 +77,9 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GenbenchError(f"train.device={name!r} but no CUDA device is available; use train.device=auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise GenbenchError(f"train.device={name!r} but this machine has {count} CUDA device(s): cuda:0..{count - 1}")
     return device
 
 

@@ -79,6 +79,19 @@ def test_a_bad_value_gets_one_line_and_a_nonzero_exit(
         assert not out.exists()
 
 
+def test_a_cuda_device_that_is_not_there_gets_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not torch.cuda.is_available():  # a machine with one GPU, as far as genbench can tell
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    count = torch.cuda.device_count()
+    assert main(["bench", f"train.device=cuda:{count}", f"out_dir={tmp_path / 'run'}"]) == 1
+    assert f"train.device='cuda:{count}' but this machine has {count} CUDA device(s)" in one_line(capsys)
+    record = load_record(tmp_path / "run")
+    assert record["stage"] == "config" and record["device"] == f"not resolved: train.device=cuda:{count}"
+
+
 def test_hydras_hint_for_a_misspelled_key_no_longer_trains_another_model(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
