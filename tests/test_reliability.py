@@ -16,6 +16,7 @@ from test_data import bad_npz_files
 
 from genbench import pipeline
 from genbench.cli import main
+from genbench.config_schema import validate_config
 from genbench.errors import GenbenchError
 from genbench.pipeline import CONFIG_NAME, bench, evaluate_run
 from genbench.results import load_record
@@ -54,6 +55,7 @@ BAD_VALUES = [
     ("model.lr=-1", 1, "model.lr=-1: accepted: a finite number > 0"),
     ("model.latent_dim=0", 1, "model.latent_dim=0: accepted: an integer >= 1"),
     ("model.latent_dim=abc", 1, "model.latent_dim='abc': accepted: an integer"),
+    ("model.ema_decay=abc", 1, "model.ema_decay='abc': accepted: a number or null"),
     ("+modle=vae", 1, "unknown key 'modle' (no stage reads it); accepted: dataset, model, train"),
     ("+train.foo=1", 1, "unknown key 'train.foo' (no stage reads it); accepted: batch_size, max_steps"),
     ("+dataset.mixtur=grid25", 1, "unknown key 'dataset.mixtur' (no stage reads it); accepted: _target_, name"),
@@ -90,6 +92,17 @@ def test_a_cuda_device_that_is_not_there_gets_one_line(
     assert f"train.device='cuda:{count}' but this machine has {count} CUDA device(s)" in one_line(capsys)
     record = load_record(tmp_path / "run")
     assert record["stage"] == "config" and record["device"] == f"not resolved: train.device=cuda:{count}"
+
+
+def test_a_config_built_without_the_schema_is_checked_the_same_way(compose: Compose) -> None:
+    plain = OmegaConf.create(OmegaConf.to_container(compose([]), resolve=True))  # no dataclass types left
+    assert validate_config(plain).max_steps == 3000
+    plain.train.batch_size = 0
+    with pytest.raises(GenbenchError, match=r"train.batch_size=0: accepted: an integer > 0"):
+        validate_config(plain)
+    plain.train.batch_size, plain.train.foo = 64, 1
+    with pytest.raises(GenbenchError, match=r"unknown key 'train.foo'"):
+        validate_config(plain)
 
 
 def test_hydras_hint_for_a_misspelled_key_no_longer_trains_another_model(
