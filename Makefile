@@ -43,11 +43,13 @@ lint: install
 
 # make compare DATASET=digits MODELS=gan,vae,pixelcnn,nice,realnvp SEEDS=0,1,2 [LAUNCHER=submitit_local|slurm]:
 # a Hydra multirun (conf/experiment/compare.yaml), one run directory per job under SWEEP_DIR, then the report there.
-# A failed job leaves a `failed` record; the report still runs and the target exits with the sweep's status.
+# A failed job leaves a `failed` record and the other jobs go on; the report always runs, and the target exits
+# non-zero if any job failed (the sweep's status) or else if the report failed (its status).
 compare: install
 	$(BIN)/genbench bench -m experiment=compare dataset=$(DATASET) model=$(MODELS) seed=$(SEEDS) \
 		hydra/launcher=$(LAUNCHER) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS); \
-	status=$$?; $(BIN)/genbench report $(SWEEP_DIR) && exit $$status
+	sweep=$$?; $(BIN)/genbench report $(SWEEP_DIR); report=$$?; \
+	if [ $$sweep -ne 0 ]; then exit $$sweep; fi; exit $$report
 
 # make speed MODEL=pixelcnn ARGS="dataset=mnist speed=cpu": one model, record in out_dir (as in `make bench`).
 # make speed MODEL=gan,vae,pixelcnn ARGS="dataset=mnist": several models, records + report under results/speed/<device>/.

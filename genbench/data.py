@@ -1,34 +1,29 @@
-"""Datasets, their `DataSpec`, download with checksums, and dequantization.
+"""Datasets, their `DataSpec`, their official files and checksums, and dequantization.
 
 Every image batch inside the pipeline is a float tensor `k / (L-1)` in `[0, 1]` of shape
 `(B, C, H, W)`; toy 2-D data is `(B, 2)` in its own units (DESIGN.md, "Units").
 Files live under the data root (`$GENBENCH_DATA`, default `~/.cache/genbench`), one folder per
-dataset, with their official names, and are verified against their official md5 sums.
+dataset, with their official names, and every file is verified against its official md5 sum before it is
+parsed (CIFAR-10's extracted batches too, as torchvision lists them), so nothing unverified is unpickled.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import os
 import pickle
-import shutil
 import struct
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from genbench.errors import ChecksumError, DataMissingError, GenbenchError
-from genbench.results import atomic_write
+from genbench.download import RemoteFile, extract_into, fetch_files, verify
+from genbench.errors import DataMissingError, GenbenchError
 
 DATASETS = ("digits", "toy2d", "mnist", "fashion_mnist", "cifar10", "npz")
 TOY_MIXTURES = ("ring8", "grid25")
@@ -178,13 +173,7 @@ class ToyMixture:
         return float(-lp.mean()), float(lp.std() / math.sqrt(n))
 
 
-# ----------------------------------------------------------------------------- download and checksums
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    name: str
-    md5: str
+# ----------------------------------------------------------------------------- official files and checksums
 
 
 MNIST_FILES = (
@@ -200,89 +189,21 @@ FASHION_MNIST_FILES = (
     RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
 )
 CIFAR10_FILES = (RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),)
+# The extracted batches, as torchvision's CIFAR10.train_list and test_list give them: each is checked before
+# it is unpickled, so a file put into (or changed in) the data root never runs as code.
+CIFAR10_BATCHES = (
+    RemoteFile("data_batch_1", "c99cafc152244af753f735de768cd75f"),
+    RemoteFile("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+    RemoteFile("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+    RemoteFile("data_batch_4", "634d18415352ddfa80567beed471001a"),
+    RemoteFile("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
+    RemoteFile("test_batch", "40351d587109b95175f43aff81a1287e"),
+)
 
 
 def data_root() -> Path:
     """The data root: `$GENBENCH_DATA`, else `~/.cache/genbench`."""
     return Path(os.environ.get("GENBENCH_DATA", Path.home() / ".cache" / "genbench")).expanduser()
-
-
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify(path: Path, md5: str) -> None:
-    """Refuse a file whose md5 differs from the published one."""
-    got = md5sum(path)
-    if got != md5:
-        raise ChecksumError(f"checksum mismatch for {path}: md5 {got}, expected {md5}; delete it and download again")
-
-
-def download(url: str, dest: Path, md5: str, timeout: float = 60.0) -> Path:
-    """Download `url` to `dest` through a temporary file; verify the md5 before the rename.
-
-    A mismatching download is deleted and raises `ChecksumError`, so nothing unverified is left behind.
-    """
-
-    def fetch_and_verify(tmp: Path) -> None:
-        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        got = md5sum(tmp)
-        if got != md5:
-            raise ChecksumError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the file was not kept")
-
-    atomic_write(dest, fetch_and_verify)
-    return dest
-
-
-def fetch_files(
-    folder: Path, files: Sequence[RemoteFile], mirrors: Sequence[str], allow_download: bool
-) -> dict[str, Path]:
-    """Find each file in `folder` (verified) or download it from the first mirror that has it.
-
-    Returns the paths of the files that are present. Files that are missing after trying every mirror
-    are left out of the result; the caller decides whether it can do without them.
-    """
-    present: dict[str, Path] = {}
-    for f in files:
-        path = folder / f.name
-        if not path.exists() and allow_download:
-            for mirror in mirrors:
-                try:
-                    download(mirror.rstrip("/") + "/" + f.name, path, f.md5)
-                    break
-                except (urllib.error.URLError, OSError, TimeoutError):
-                    continue  # try the next mirror; a checksum mismatch is not caught here
-        if path.exists():
-            verify(path, f.md5)
-            present[f.name] = path
-    return present
-
-
-def missing_message(name: str, folder: Path, files: Sequence[str]) -> str:
-    return (
-        f"dataset {name!r} not found offline: put {', '.join(files)} into {folder} "
-        f"(or set GENBENCH_DATA to the folder that holds '{folder.name}/')"
-    )
-
-
-def safe_extract(archive: Path, target: Path) -> None:
-    """Extract a tar archive, refusing any member that would land outside `target`."""
-    target = target.resolve()
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            dest = (target / member.name).resolve()
-            if not dest.is_relative_to(target) or member.issym() or member.islnk():
-                raise GenbenchError(f"refusing unsafe member {member.name!r} in {archive}")
-        tar.extractall(target, filter="data")
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -300,7 +221,9 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(path: Path, md5: str) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 batch (a pickle), unpickled only once its md5 is the official one."""
+    verify(path, md5)
     with open(path, "rb") as f:
         batch = pickle.load(f, encoding="bytes")
     images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)  # (N, C, H, W)
@@ -359,10 +282,8 @@ def load_mnist_like(
 ) -> Dataset:
     """MNIST or Fashion-MNIST from the data root; with only the test split present, split it 8,000 / 2,000."""
     folder = data_root() / name
-    present = fetch_files(folder, files, mirrors, download_ok)
     train_names, test_names = [f.name for f in files[:2]], [f.name for f in files[2:]]
-    if not all(n in present for n in test_names):
-        raise DataMissingError(missing_message(name, folder, [f.name for f in files]))
+    present = fetch_files(folder, files, mirrors, download_ok, required=test_names)
     test_x, test_y = read_idx(present[test_names[0]]), read_idx(present[test_names[1]])
     if all(n in present for n in train_names):
         train_x, train_y = read_idx(present[train_names[0]]), read_idx(present[train_names[1]])
@@ -385,17 +306,13 @@ def load_cifar10(mirrors: Sequence[str], download_ok: bool = True) -> Dataset:
     folder = data_root() / "cifar10"
     extracted = folder / "cifar-10-batches-py"
     if not extracted.exists():
-        present = fetch_files(folder, CIFAR10_FILES, mirrors, download_ok)
-        if not present:
-            raise DataMissingError(missing_message("cifar10", folder, [CIFAR10_FILES[0].name]))
-        tmp = Path(tempfile.mkdtemp(dir=folder))
-        try:
-            safe_extract(present[CIFAR10_FILES[0].name], tmp)
-            os.replace(tmp / "cifar-10-batches-py", extracted)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    batches = [read_cifar_batch(extracted / f"data_batch_{i}") for i in range(1, 6)]
-    test_x, test_y = read_cifar_batch(extracted / "test_batch")
+        archive = CIFAR10_FILES[0].name
+        present = fetch_files(folder, CIFAR10_FILES, mirrors, download_ok, required=[archive])
+        extract_into(present[archive], "cifar-10-batches-py", extracted)
+    lacking = [f.name for f in CIFAR10_BATCHES if not (extracted / f.name).is_file()]
+    if lacking:
+        raise DataMissingError(f"{extracted} lacks {', '.join(lacking)}; delete that folder to extract it again")
+    *batches, (test_x, test_y) = [read_cifar_batch(extracted / f.name, f.md5) for f in CIFAR10_BATCHES]
     train_x = np.concatenate([b[0] for b in batches])
     train_y = np.concatenate([b[1] for b in batches])
     spec = DataSpec(
@@ -413,6 +330,30 @@ def load_cifar10(mirrors: Sequence[str], download_ok: bool = True) -> Dataset:
     )
 
 
+def read_npz_array(file: Path, key: str | None) -> tuple[np.ndarray, str]:
+    """The array `key` (default: the first) of an .npz archive, never unpickling anything; one line if not."""
+    expected = "expected an .npz archive of uint8 images (np.savez(path, images=array))"
+    try:
+        arrays = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise GenbenchError(f"dataset.path {file} is not a readable .npz archive ({err}); {expected}") from None
+    if isinstance(arrays, np.ndarray):
+        raise GenbenchError(f"dataset.path {file} holds a single .npy array; {expected}")
+    with arrays:
+        names = list(arrays.files)
+        if not names:
+            raise GenbenchError(f"dataset.path {file} holds no arrays; {expected}")
+        chosen = key or names[0]
+        if chosen not in names:
+            raise GenbenchError(f"dataset.key {chosen!r} not in {file}; arrays there: {names}")
+        try:
+            return arrays[chosen], chosen
+        except ValueError as err:  # an object array: pickled Python objects, which are never loaded
+            raise GenbenchError(f"{file}[{chosen!r}] cannot be read as images ({err}); {expected}") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as err:
+            raise GenbenchError(f"{file}[{chosen!r}] is corrupt ({err})") from None
+
+
 def load_npz(path: str, key: str | None = None, test_fraction: float = 0.1, split_seed: int = 0) -> Dataset:
     """A user's own `uint8` images, shape `(N, H, W)` or `(N, H, W, C)` with C in {1, 3}."""
     if not path:
@@ -420,12 +361,7 @@ def load_npz(path: str, key: str | None = None, test_fraction: float = 0.1, spli
     file = Path(path).expanduser()
     if not file.exists():
         raise GenbenchError(f"dataset.path {str(file)!r} does not exist")
-    with np.load(file) as arrays:
-        names = list(arrays.keys())
-        chosen = key or names[0]
-        if chosen not in arrays:
-            raise GenbenchError(f"dataset.key {chosen!r} not in {file}; arrays there: {names}")
-        images = arrays[chosen]
+    images, chosen = read_npz_array(file, key)
     if images.dtype != np.uint8:
         raise GenbenchError(f"{file}[{chosen!r}] has dtype {images.dtype}; expected uint8 images (0..255)")
     if images.ndim == 3:

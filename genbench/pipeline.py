@@ -3,6 +3,8 @@
 `bench(cfg)` trains and evaluates one run; `evaluate_run(cfg)` re-evaluates a finished run directory;
 `load_run(run_dir)` rebuilds a model and its data from a run directory. `genbench.cli` wraps them in
 Hydra, tests call them directly. Nothing here branches on a model's name.
+
+A bench job that fails, at whatever stage, leaves a failed record (genbench/job.py), then the error goes on up.
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genbench import metrics
+from genbench.config_schema import validate_config
 from genbench.data import Dataset, DataSpec, load_dataset
 from genbench.errors import GenbenchError
+from genbench.job import CONFIG_NAME, Job, counting_steps
 from genbench.metrics.context import EvalContext
 from genbench.model import GenerativeModel
 from genbench.report import figures
 from genbench.report.summary import run_summary
-from genbench.results import Metric, atomic_write_text, load_record, new_record, save_record
+from genbench.results import (
+    RECORD_NAME,
+    Metric,
+    atomic_write_text,
+    device_name,
+    ensure_writable_dir,
+    load_record,
+    mark_failed,
+    mark_ok,
+    save_record,
+)
 from genbench.train import (
     CHECKPOINT_NAME,
     CURVE_NAME,
@@ -33,7 +47,6 @@ from genbench.train import (
     train,
 )
 
-CONFIG_NAME = "config.yaml"
 SAMPLES_NAME = "samples.png"
 CURVE_PLOT_NAME = "curve.png"
 TOY_SCATTER_POINTS = 1000
@@ -55,19 +68,42 @@ def build_dataset(dataset_cfg: dict[str, Any]) -> Dataset:
     return load_dataset(**kwargs)
 
 
+IDENTITY_KEYS = ("model_target", "model_kwargs", "spec", "seed")
+
+
 def _identity(meta: dict[str, Any]) -> tuple:
     return meta["model_target"], json.dumps(meta["model_kwargs"], sort_keys=True), meta["spec"], meta["seed"]
 
 
 def bench(cfg: DictConfig) -> dict[str, Any]:
-    """Train one model on one dataset, evaluate it, write its run directory; returns the record."""
+    """Train one model on one dataset, evaluate it, write its run directory; returns the record.
+
+    Raises:
+        Exception: whatever stopped the job, after its failed record is written (module docstring).
+    """
+    job = Job(cfg)
+    try:
+        return _bench_stages(job)
+    except Exception as err:
+        job.save_failure(err)
+        raise
+
+
+def _bench_stages(job: Job) -> dict[str, Any]:
+    cfg, record, run_dir = job.cfg, job.record, job.run_dir
+    train_cfg = validate_config(cfg)  # stage "config": every check that needs no data, before any work
     config = OmegaConf.to_container(cfg, resolve=True)
-    seed_everything(cfg.seed)
-    data = build_dataset(config["dataset"])
-    model = build_model(config["model"], data.spec)  # bad input fails here, before any folder exists
-    train_cfg = TrainConfig(**config["train"])
     device = resolve_device(train_cfg.device)
-    run_dir = Path(cfg.out_dir)
+    record["device"] = device_name(device)
+    ensure_writable_dir(run_dir, "out_dir")
+    seed_everything(cfg.seed)
+    job.stage = "data"
+    data = build_dataset(config["dataset"])
+    record.update(dataset=data.spec.name, data=data.spec.to_dict())
+    job.stage = "model"
+    model = build_model(config["model"], data.spec)
+    record.update(model_info=model.describe())
+    job.stage = "checkpoint"
     meta = {
         "model_target": config["model"]["_target_"],
         "model_name": config["model"]["name"],
@@ -76,35 +112,48 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "config": config,
     }
-    ckpt = run_dir / CHECKPOINT_NAME
-    if train_cfg.resume and ckpt.exists() and _identity(load_checkpoint(ckpt)) != _identity(meta):
-        raise GenbenchError(f"{run_dir} holds a checkpoint of a different run; choose another out_dir= or delete it")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    job.start_step = _check_checkpoint(run_dir, train_cfg, meta)
+    job.stage, job.touched = "training", True
     atomic_write_text(run_dir / CONFIG_NAME, OmegaConf.to_yaml(cfg, resolve=True))
-    record = new_record(model=meta["model_name"], dataset=data.spec.name, seed=cfg.seed, config=config, device=device)
-    record.update(model_info=model.describe(), data=data.spec.to_dict(), eval_preset=cfg.eval.name)
     model.to(device)
     model.configure_optimizers()
-    try:
+    job.train_started = time.perf_counter()
+    with counting_steps(model, job):
         result = train(model, data.train, train_cfg, run_dir, cfg.seed, meta)
-        record["train"] = {
-            "steps": result.steps,
-            "wall_time_s": result.wall_time_s,
-            "stopped_by": result.stopped_by,
-            "resumed_from": result.resumed_from,
-            "batch_size": train_cfg.batch_size,
-        }
-        figures.save_curve_plot(run_dir / CURVE_NAME, run_dir / CURVE_PLOT_NAME, title=meta["model_name"])
-        record["metrics"] = [m.to_dict() for m in evaluate_model(model, data, cfg.eval, run_dir)]
-    except Exception as err:  # any failure, ours or a library's: the record says so, then the error goes on up
-        message = str(err) if isinstance(err, GenbenchError) else f"{type(err).__name__}: {err}"
-        record.update(status="failed", error=message)
-        save_record(record, run_dir)
-        print(run_summary(record, run_dir))
-        raise
+    job.train_started = None
+    record["train"] = {
+        "steps": result.steps,
+        "wall_time_s": result.wall_time_s,
+        "stopped_by": result.stopped_by,
+        "resumed_from": result.resumed_from,
+        "batch_size": train_cfg.batch_size,
+    }
+    job.stage = "evaluation"
+    figures.save_curve_plot(run_dir / CURVE_NAME, run_dir / CURVE_PLOT_NAME, title=meta["model_name"])
+    record["metrics"] = [m.to_dict() for m in evaluate_model(model, data, cfg.eval, run_dir)]
     save_record(record, run_dir)
     print(run_summary(record, run_dir))
     return record
+
+
+def _check_checkpoint(run_dir: Path, train_cfg: TrainConfig, meta: dict[str, Any]) -> int:
+    """The step a resumed run starts from (0 for a fresh one); refuse a checkpoint of another run or budget."""
+    ckpt = run_dir / CHECKPOINT_NAME
+    if not (train_cfg.resume and ckpt.exists()):
+        return 0
+    state = load_checkpoint(ckpt)
+    lacking = [k for k in IDENTITY_KEYS if k not in state]
+    if lacking:
+        raise GenbenchError(f"{ckpt} does not say which run it belongs to (lacks {', '.join(lacking)}); delete it")
+    if _identity(state) != _identity(meta):
+        raise GenbenchError(f"{run_dir} holds a checkpoint of a different run; choose another out_dir= or delete it")
+    if state["step"] > train_cfg.max_steps:
+        # Resuming cannot undo steps: the record would say one budget and config.yaml another.
+        raise GenbenchError(
+            f"train.max_steps={train_cfg.max_steps} is below the {state['step']} steps already trained in {ckpt}; "
+            f"ask for max_steps >= {state['step']}, or choose another out_dir="
+        )
+    return state["step"]
 
 
 def evaluate_model(model: GenerativeModel, data: Dataset, eval_cfg: DictConfig, run_dir: Path) -> list[Metric]:
@@ -140,15 +189,38 @@ def load_run(run_dir: Path | str) -> tuple[GenerativeModel, Dataset, DictConfig]
 
 
 def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
-    """`genbench eval run_dir=... eval=paper`: re-evaluate a trained run without retraining."""
+    """`genbench eval run_dir=... eval=paper`: re-evaluate a trained run without retraining.
+
+    A run that failed before its evaluation is refused (its checkpoint is not the trained model the record
+    promises). A run that failed during evaluation is evaluated again, and its record marked `ok` when that
+    succeeds; an evaluation that fails marks the record failed at `evaluation` with no metrics. A failure
+    before the evaluation starts (missing data, a corrupt checkpoint) leaves the record as it was.
+    """
     if not cfg.get("run_dir"):
         raise GenbenchError("genbench eval needs run_dir=<a run directory written by genbench bench>")
+    train_cfg = validate_config(cfg, check_model=False)  # the model comes from the checkpoint, not from cfg
     run_dir = Path(cfg.run_dir)
-    model, data, _ = load_run(run_dir)
-    model.to(resolve_device(cfg.train.device))
+    if not (run_dir / RECORD_NAME).exists():
+        raise GenbenchError(
+            f"{run_dir} is not a finished run directory: needs {RECORD_NAME}, written by genbench bench"
+        )
     record = load_record(run_dir)
+    if record["status"] == "failed" and record.get("stage") != "evaluation":
+        raise GenbenchError(
+            f"{run_dir} holds a run that failed at {record.get('stage', 'an unrecorded stage')} "
+            f"({record.get('error', 'no error recorded')}); genbench bench resumes it, genbench eval does not"
+        )
+    model, data, _ = load_run(run_dir)
+    model.to(resolve_device(train_cfg.device))
     start = time.perf_counter()
-    record["metrics"] = [m.to_dict() for m in evaluate_model(model, data, cfg.eval, run_dir)]
+    try:
+        record["metrics"] = [m.to_dict() for m in evaluate_model(model, data, cfg.eval, run_dir)]
+    except Exception as err:
+        mark_failed(record, "evaluation", err)
+        record.update(metrics=[], eval_preset=cfg.eval.name)
+        save_record(record, run_dir)
+        raise
+    mark_ok(record)
     record.update(eval_preset=cfg.eval.name, eval_wall_time_s=time.perf_counter() - start)
     save_record(record, run_dir)
     print(run_summary(record, run_dir))

@@ -6,13 +6,17 @@ A record is plain JSON so any tool can read it. Every metric carries its unit an
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
 import platform
+import re
+import secrets
+import shutil
+import socket
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -27,6 +31,8 @@ SCHEMA_VERSION = 2  # 2: every metric carries `variant`, the fields that tell it
 RECORD_NAME = "record.json"
 METRIC_KINDS = ("exact", "lower_bound", "estimate", "measured")
 RECORD_STATUSES = ("ok", "failed")
+# Where a job stopped, in pipeline order; a failed record names one (`stage`) and the error (`error`).
+FAILURE_STAGES = ("config", "data", "model", "checkpoint", "training", "evaluation")
 REQUIRED_RECORD_KEYS = (
     "schema_version",
     "status",
@@ -151,21 +157,111 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+# Errors of the file system rather than of a writer's own work (a download's timeout is also an OSError):
+# they get one line naming the file.
+WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENAMETOOLONG}
+    | {errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+)
+
+
+def _temp_name(name: str) -> str:
+    """`.<name>.<host>-<pid>.<token>`: the owner is in the name, so a later writer can tell debris from work."""
+    return f".{name}.{socket.gethostname()}-{os.getpid()}.{secrets.token_hex(4)}"
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temporaries of `path` left by a killed writer on this host (a live writer's are kept).
+
+    A kill -9 between creating a temporary and renaming it leaves the temporary behind; the next write of the
+    same path removes it. Temporaries of other hosts (a shared file system) are left alone: their writer may
+    still be running.
+    """
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?P<host>.+)-(?P<pid>\d+)\.[0-9a-f]{{8}}(\..*)?$")
+    if not path.parent.is_dir():
+        return
+    for entry in path.parent.iterdir():
+        found = pattern.match(entry.name)
+        if not found or found["host"] != socket.gethostname() or _is_alive(int(found["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def temp_sibling(path: Path, suffix: str = "") -> Path:
+    """A fresh temporary name beside `path` (not created), which `remove_stale_temps(path)` recognises."""
+    return path.parent / (_temp_name(path.name) + suffix)
+
+
+def _create_temp(path: Path) -> Path:
+    """Create an empty temporary beside `path` with the mode a plain `open()` gives (0666 minus the umask).
+
+    `tempfile.mkstemp` makes 0600 files whatever the umask, so a shared data cache would become private.
+    """
+    while True:
+        tmp = temp_sibling(path, path.suffix or ".tmp")  # the suffix, for writers that choose a format by it
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def write_error(path: Path, err: OSError) -> GenbenchError:
+    """One line for a file-system error while writing `path` (a full disk, a read-only folder, ...)."""
+    return GenbenchError(f"cannot write {path}: {os.strerror(err.errno) if err.errno else err}")
+
+
+def ensure_writable_dir(folder: Path, what: str) -> None:
+    """Create `folder` (and its parents) and prove a file can be made in it, or raise one line naming why."""
+    try:
+        for parent in (folder, *folder.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise GenbenchError(f"{what} {folder}: {parent} is a file, not a directory")
+                break
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(folder / ".write-check")
+        _create_temp(folder / ".write-check").unlink()
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise GenbenchError(f"{what} {folder}: cannot write there ({reason})") from err
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp)` on a unique temporary file beside `path`, then rename it onto `path`.
 
     Readers never see half a file, and two processes writing the same path at once (parallel sweep jobs
-    filling one cache) never share a temporary file. The temporary name keeps `path`'s suffix, for writers
-    that choose a format by it.
+    filling one cache) never share a temporary file. Temporaries a killed writer left are removed first.
+    A full disk or a read-only folder raises one line naming `path`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
-    os.close(fd)
     try:
-        write(Path(tmp))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        tmp = _create_temp(path)
+    except OSError as err:
+        raise write_error(path, err) from err
+    try:
+        write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS:
+            raise write_error(path, err) from err
+        raise
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -188,6 +284,8 @@ def validate_record(record: dict[str, Any], source: str = "record") -> dict[str,
         raise GenbenchError(f"{source}: schema_version {record['schema_version']}, expected {SCHEMA_VERSION}")
     if record["status"] not in RECORD_STATUSES:
         raise GenbenchError(f"{source}: status {record['status']!r}; accepted: {RECORD_STATUSES}")
+    if record.get("stage") is not None and record["stage"] not in FAILURE_STAGES:
+        raise GenbenchError(f"{source}: stage {record['stage']!r}; accepted: {FAILURE_STAGES}")
     for i, m in enumerate(record["metrics"]):
         lacking = [k for k in REQUIRED_METRIC_KEYS if k not in m]
         if lacking:
@@ -210,6 +308,30 @@ def load_record(path: Path | str) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as err:
         raise GenbenchError(f"cannot read run record {path}: {err}") from err
     return validate_record(record, str(path))
+
+
+def error_message(err: BaseException) -> str:
+    """An error (and the notes added to it on its way up) as the one line a record and the command line show."""
+    if isinstance(err, GenbenchError):
+        text = str(err)
+    elif isinstance(err, OSError) and err.strerror:
+        text = f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return " ".join("; ".join([text, *getattr(err, "__notes__", ())]).split())
+
+
+def mark_failed(record: dict[str, Any], stage: str, err: BaseException) -> None:
+    """Mark `record` failed at `stage` (one of FAILURE_STAGES) with the error's one line."""
+    if stage not in FAILURE_STAGES:
+        raise ValueError(f"unknown failure stage {stage!r}; accepted: {FAILURE_STAGES}")
+    record.update(status="failed", stage=stage, error=error_message(err))
+
+
+def mark_ok(record: dict[str, Any]) -> None:
+    record["status"] = "ok"
+    record.pop("stage", None)
+    record.pop("error", None)
 
 
 def find_metric(record: dict[str, Any], name: str, **fields: Any) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ import io
 import logging
 import math
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,14 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 CURVE_NAME = "curve.csv"
 CHECKPOINT_FORMAT = "genbench-checkpoint-1"
+# What resuming needs from a checkpoint; `load_checkpoint` refuses one without them before anything uses it.
+CHECKPOINT_KEYS = ("step", "wall_time_s", "model_state", "optimizer_states", "torch_rng_state")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
 class TrainConfig:
-    """Plain mirror of `conf/train/default.yaml`."""
+    """`conf/train/default.yaml`, typed: Hydra checks the types (genbench/config_schema.py), this the ranges."""
 
     batch_size: int = 64
     max_steps: int = 3000
@@ -43,6 +47,16 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     resume: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "max_steps", "checkpoint_every", "log_every"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise GenbenchError(f"train.{key}={value!r}: accepted: an integer > 0")
+        if self.max_minutes is not None and not (isinstance(self.max_minutes, int | float) and self.max_minutes > 0):
+            raise GenbenchError(f"train.max_minutes={self.max_minutes!r}: accepted: a number > 0, or null for none")
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
+            raise GenbenchError(f"train.device={self.device!r}: accepted: auto, cpu, cuda, cuda:N")
 
 
 @dataclass
@@ -65,6 +79,9 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GenbenchError(f"train.device={name!r} but no CUDA device is available; use train.device=auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise GenbenchError(f"train.device={name!r} but this machine has {count} CUDA device(s): cuda:0..{count - 1}")
     return device
 
 
@@ -112,6 +129,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise GenbenchError(f"{path} is not a genbench checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise GenbenchError(f"{path} is an incomplete genbench checkpoint (lacks {', '.join(missing)}); delete it")
     return state
 
 

@@ -1,27 +1,23 @@
-"""Datasets: specs and splits, toy densities, download + checksum + safe extraction against a local server."""
+"""Datasets: specs and splits, toy densities, npz files, CIFAR-10 batches verified before they are unpickled.
+
+Downloads, mirrors and tar extraction are tested in test_download.py.
+"""
 
 from __future__ import annotations
 
-import functools
-import gzip
-import hashlib
-import http.server
-import io
 import math
+import os
 import pickle
-import struct
-import tarfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import SHARED_DATA
+from test_download import fake_cifar
 
 from genbench import data
-from genbench.errors import ChecksumError, DataMissingError, GenbenchError
+from genbench.errors import ChecksumError, GenbenchError
 
 # ----------------------------------------------------------------------------- embedded data
 
@@ -73,6 +69,85 @@ def test_npz_validation(tmp_path: Path) -> None:
         data.load_npz(str(tmp_path / "missing.npz"))
 
 
+def bad_npz_files(folder: Path) -> dict[str, Path]:
+    """Files given as dataset.path that are no usable .npz archive, and the reason each gives."""
+    files = {"text": folder / "text.npz", "npy": folder / "one.npy", "empty": folder / "empty.npz"}
+    files["text"].write_text("not an archive\n")
+    np.save(files["npy"], np.zeros((4, 5, 5), dtype=np.uint8))
+    np.savez(files["empty"])
+    files["object"] = folder / "object.npz"
+    np.savez(files["object"], x=np.array([{"code": "never run"}, None], dtype=object))
+    files["truncated"] = folder / "truncated.npz"
+    files["truncated"].write_bytes(files["object"].read_bytes()[:40])
+    return files
+
+
+NPZ_REASONS = {
+    "text": "not a readable .npz archive",
+    "npy": "holds a single .npy array",
+    "empty": "holds no arrays",
+    "object": "cannot be read as images",
+    "truncated": "not a readable .npz archive",
+}
+
+
+@pytest.mark.parametrize("kind", NPZ_REASONS)
+def test_npz_that_is_no_image_archive_gets_one_line(kind: str, tmp_path: Path) -> None:
+    path = bad_npz_files(tmp_path)[kind]
+    with pytest.raises(GenbenchError) as caught:
+        data.load_npz(str(path))
+    message = str(caught.value)
+    assert NPZ_REASONS[kind] in message and str(path) in message and "\n" not in message
+    assert "np.savez" in message or kind == "truncated"  # says what is expected instead
+
+
+# ----------------------------------------------------------------------------- CIFAR-10 batches
+
+
+def extracted_cifar(root: Path, batches: dict[str, bytes]) -> Path:
+    folder = root / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, blob in batches.items():
+        (folder / name).write_bytes(blob)
+    return folder
+
+
+class Payload:
+    """A pickle that creates a file when loaded: what a planted batch file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_extracted_cifar_batches_are_verified_before_unpickling(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GENBENCH_DATA", str(tmp_path / "data"))
+    batches = fake_cifar(monkeypatch)
+    folder = extracted_cifar(tmp_path / "data", batches)
+    ds = data.load_cifar10([], download_ok=False)
+    assert ds.train.shape == (20, 3, 32, 32) and ds.test.shape == (3, 3, 32, 32)
+    marker = tmp_path / "payload-ran"
+    (folder / "data_batch_3").write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(ChecksumError, match=r"checksum mismatch for .*data_batch_3"):
+        data.load_cifar10([], download_ok=False)
+    assert not marker.exists()  # refused before pickle ever saw it
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(GenbenchError, match="lacks data_batch_3; delete that folder"):
+        data.load_cifar10([], download_ok=False)
+
+
+def test_the_official_cifar_batch_sums_are_torchvisions() -> None:
+    from torchvision.datasets import CIFAR10
+
+    official = dict(CIFAR10.train_list + CIFAR10.test_list)
+    assert {f.name: f.md5 for f in data.CIFAR10_BATCHES} == official
+    assert data.CIFAR10_FILES[0].md5 == CIFAR10.tgz_md5
+
+
 def test_unknown_dataset_names_the_accepted_ones() -> None:
     with pytest.raises(GenbenchError, match="unknown dataset 'imagenet'; accepted: digits, toy2d"):
         data.load_dataset("imagenet")
@@ -98,112 +173,3 @@ def test_validation_split_is_carved_from_training_rows_and_recorded() -> None:
     assert torch.equal(ds.test, full.test)
     with pytest.raises(GenbenchError, match="valid_fraction"):
         data.load_dataset("digits", valid_fraction=1.0)
-
-
-# ----------------------------------------------------------------------------- a local mirror
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return gzip.compress(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An http.server on 127.0.0.1 serving a folder; yields (base URL, folder)."""
-    folder = tmp_path / "mirror"
-    folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", folder
-    server.shutdown()
-    server.server_close()
-
-
-def write_mnist_like(folder: Path, n: int = 10) -> list[data.RemoteFile]:
-    rng = np.random.default_rng(0)
-    files = []
-    for name, array in [
-        ("t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28))),
-        ("t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,))),
-    ]:
-        blob = idx_bytes(array)
-        (folder / name).write_bytes(blob)
-        files.append(data.RemoteFile(name, hashlib.md5(blob).hexdigest()))
-    return files
-
-
-def test_download_verifies_and_parses(mirror: tuple[str, Path], isolated_data_root: Path) -> None:
-    url, folder = mirror
-    test_files = write_mnist_like(folder)
-    files = (
-        data.RemoteFile("train-images-idx3-ubyte.gz", "0" * 32),
-        data.RemoteFile("train-labels-idx1-ubyte.gz", "0" * 32),
-        *test_files,
-    )
-    ds = data.load_mnist_like("mnist_local", files, [url])
-    assert ds.spec.n_train == 8 and ds.spec.n_test == 2  # only the test split exists: 80 / 20
-    assert (isolated_data_root / "mnist_local" / "t10k-images-idx3-ubyte.gz").exists()
-
-
-def test_checksum_mismatch_is_refused_and_nothing_is_kept(mirror: tuple[str, Path], tmp_path: Path) -> None:
-    url, folder = mirror
-    (folder / "file.bin").write_bytes(b"tampered")
-    dest = tmp_path / "dl" / "file.bin"
-    with pytest.raises(ChecksumError, match="expected 0{32}"):
-        data.download(url + "file.bin", dest, "0" * 32)
-    assert not dest.exists() and list(dest.parent.iterdir()) == []
-
-
-def test_missing_offline_names_files_and_folder(isolated_data_root: Path) -> None:
-    with pytest.raises(DataMissingError, match=r"put train-images-idx3-ubyte.gz.*into .*fashion_mnist"):
-        data.load_dataset("fashion_mnist", download=False)
-    # An unreachable mirror counts as offline, with the same message.
-    with pytest.raises(DataMissingError, match="not found offline"):
-        data.load_dataset("mnist", mirrors=["http://127.0.0.1:9/"])
-
-
-def cifar_tar(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, blob in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    return buf.getvalue()
-
-
-def cifar_batch(n: int, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    return pickle.dumps(
-        {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
-    )
-
-
-def test_cifar_download_extract_and_tar_safety(
-    mirror: tuple[str, Path], isolated_data_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url, folder = mirror
-    evil = cifar_tar({"cifar-10-batches-py/data_batch_1": b"x", "../escaped.txt": b"owned"})
-    (folder / "cifar-10-python.tar.gz").write_bytes(evil)
-    monkeypatch.setattr(
-        data, "CIFAR10_FILES", (data.RemoteFile("cifar-10-python.tar.gz", hashlib.md5(evil).hexdigest()),)
-    )
-    with pytest.raises(GenbenchError, match=r"unsafe member '../escaped.txt'"):
-        data.load_cifar10([url])
-    assert not (isolated_data_root / "escaped.txt").exists()
-    assert not (isolated_data_root / "cifar10" / "cifar-10-batches-py").exists()
-
-    (isolated_data_root / "cifar10" / "cifar-10-python.tar.gz").unlink()
-    members = {f"cifar-10-batches-py/data_batch_{i}": cifar_batch(4, i) for i in range(1, 6)}
-    good = cifar_tar({**members, "cifar-10-batches-py/test_batch": cifar_batch(3, 9)})
-    (folder / "cifar-10-python.tar.gz").write_bytes(good)
-    monkeypatch.setattr(
-        data, "CIFAR10_FILES", (data.RemoteFile("cifar-10-python.tar.gz", hashlib.md5(good).hexdigest()),)
-    )
-    ds = data.load_cifar10([url])
-    assert ds.train.shape == (20, 3, 32, 32) and ds.test.shape == (3, 3, 32, 32)
-    assert ds.spec.levels == 256 and float(ds.train.max()) <= 1.0

@@ -103,14 +103,18 @@ def test_unknown_choices_get_one_line_and_nonzero_exit(capsys: pytest.CaptureFix
     assert not (tmp_path / "x").exists()
 
 
-def test_bad_loss_and_impossible_shape_fail_before_any_folder(compose: Compose, tmp_path: Path) -> None:
+def test_bad_loss_and_impossible_shape_fail_before_training_with_a_record(compose: Compose, tmp_path: Path) -> None:
     with pytest.raises(GenbenchError, match="unknown GAN loss 'lsgan'; accepted: ns, hinge, wgan-gp"):
         bench(compose(["model.loss=lsgan"]))
+    assert load_record(tmp_path / "run")["stage"] == "model"
     images = tmp_path / "odd.npz"
     np.savez(images, x=np.zeros((10, 5, 7), dtype=np.uint8))
     with pytest.raises(GenbenchError, match=r"cannot build model 'gan'.*square"):
         bench(compose(["dataset=npz", f"dataset.path={images}"]))
-    assert not (tmp_path / "run").exists()
+    record = load_record(tmp_path / "run")
+    assert record["status"] == "failed" and record["stage"] == "model" and "square" in record["error"]
+    assert record["dataset"] == "npz" and record["train"]["steps"] == 0
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CONFIG_NAME, "record.json"]  # nothing trained
 
 
 def test_a_different_run_in_out_dir_is_not_overwritten(compose: Compose) -> None:
