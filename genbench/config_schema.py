@@ -22,6 +22,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from genbench import CONF_DIR
 from genbench.data import TOY_MIXTURES
 from genbench.errors import GenbenchError
 from genbench.train import TrainConfig
@@ -120,6 +121,9 @@ def validate_config(cfg: DictConfig, check_model: bool = True) -> TrainConfig:
     for section in ("train", "dataset"):
         if section in cfg and isinstance(cfg[section], DictConfig):
             _refuse_unknown_keys(cfg[section], f"{section}.")
+    for section in ("eval", "speed"):  # open sections: their default preset names every key a family reads
+        if section in cfg and isinstance(cfg[section], DictConfig):
+            _refuse_keys_not_in(cfg[section], preset_keys(section), f"{section}.")
     train = _to_object(cfg.train, TrainConfig, "train")
     if dataclasses.is_dataclass(OmegaConf.get_type(cfg.dataset)):
         OmegaConf.to_object(cfg.dataset)  # the dataset schema's ranges
@@ -136,6 +140,24 @@ def _refuse_unknown_keys(node: DictConfig, prefix: str, allowed_extra: tuple[str
     for key in node:
         if key not in accepted and key not in allowed_extra:
             raise GenbenchError(f"unknown key '{prefix}{key}' (no stage reads it); accepted: {', '.join(accepted)}")
+
+
+def preset_keys(group: str) -> DictConfig:
+    """`conf/<group>/default.yaml`, the preset every other preset of the group inherits and only overrides."""
+    node = OmegaConf.load(CONF_DIR / group / "default.yaml")
+    node.pop("defaults", None)
+    return node
+
+
+def _refuse_keys_not_in(node: DictConfig, reference: DictConfig, prefix: str) -> None:
+    """Every key of `node`, at any depth, must exist in `reference` (a `+eval.fid.n_gne=10` reaches nothing)."""
+    for key in node:
+        if key not in reference:
+            accepted = ", ".join(str(k) for k in reference)
+            raise GenbenchError(f"unknown key '{prefix}{key}' (no stage reads it); accepted: {accepted}")
+        child, ref = node[key], reference[key]
+        if isinstance(child, DictConfig) and isinstance(ref, DictConfig):
+            _refuse_keys_not_in(child, ref, f"{prefix}{key}.")
 
 
 def _to_object(node: DictConfig, schema: type, prefix: str) -> Any:

@@ -61,6 +61,8 @@ BAD_VALUES = [
     ("+dataset.mixtur=grid25", 1, "unknown key 'dataset.mixtur' (no stage reads it); accepted: _target_, valid"),
     ("+model.train_k=4", 1, "unknown key 'model.train_k': gan (models.gan.GAN) has no such argument; accepted"),
     ("dataset.mixture=ring9", 1, "dataset.mixture='ring9': accepted: ring8, grid25"),
+    ("+eval.fid.n_gne=10", 1, "unknown key 'eval.fid.n_gne' (no stage reads it); accepted: enabled, modes"),
+    ("+eval.bogus=1", 1, "unknown key 'eval.bogus' (no stage reads it); accepted: name, seed"),
 ]
 
 
