@@ -87,6 +87,15 @@ class DownloadedData(DataBase):
 
 
 @dataclass
+class SyntheticData(DataBase):
+    name: str = "synthetic"
+    shape: list[int] = field(default_factory=lambda: [1, 28, 28])
+    levels: int = 256
+    n_train: int = 1000
+    n_test: int = 500
+
+
+@dataclass
 class NpzData(DataBase):
     name: str = "npz"
     path: str = ""
@@ -104,6 +113,7 @@ for _name, _node in {
     "fashion_mnist": DownloadedData(name="fashion_mnist"),
     "cifar10": DownloadedData(name="cifar10"),
     "npz": NpzData,
+    "synthetic": SyntheticData,
 }.items():
     _STORE.store(group="schema/dataset", name=_name, node=_node)
 

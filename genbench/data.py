@@ -25,7 +25,7 @@ import torch
 from genbench.download import RemoteFile, extract_into, fetch_files, verify
 from genbench.errors import DataMissingError, GenbenchError
 
-DATASETS = ("digits", "toy2d", "mnist", "fashion_mnist", "cifar10", "npz")
+DATASETS = ("digits", "toy2d", "mnist", "fashion_mnist", "cifar10", "npz", "synthetic")
 TOY_MIXTURES = ("ring8", "grid25")
 
 
@@ -396,9 +396,28 @@ def load_dataset(
     n_train: int = 20_000,
     n_test: int = 5_000,
     valid_fraction: float = 0.1,
+    shape: Sequence[int] = (1, 28, 28),
+    levels: int = 256,
 ) -> Dataset:
     """Load a dataset by name (the fields of `conf/dataset/<name>.yaml`), its validation split carved off."""
+    if name == "synthetic":
+        return split_validation(load_synthetic(tuple(shape), levels, n_train, n_test), valid_fraction)
     return split_validation(load_split(name, mixture, path, key, mirrors, download, n_train, n_test), valid_fraction)
+
+
+def load_synthetic(shape: tuple[int, ...], levels: int, n_train: int, n_test: int, seed: int = 0) -> Dataset:
+    """Uniformly random images of any shape and number of levels: data for what does not depend on the data
+    (sampling speed against image size, device checks), never for a likelihood or a sample-quality claim."""
+    if len(shape) != 3 or min(shape) < 1 or levels < 2 or min(n_train, n_test) < 1:
+        raise GenbenchError(
+            f"dataset=synthetic needs shape [C, H, W] of positive sizes, levels >= 2 and positive n_train, n_test; "
+            f"got shape {list(shape)}, levels {levels}, n_train {n_train}, n_test {n_test}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, levels, (n_train + n_test, *shape), generator=gen).float() / (levels - 1)
+    source = f"synthetic: uniform random levels, shape {list(shape)}, L = {levels}, seed {seed}"
+    spec = DataSpec("synthetic", shape, levels, (0.0, 1.0), n_train, n_test, source)
+    return Dataset(spec, x[:n_train], x[n_train:])
 
 
 def load_split(

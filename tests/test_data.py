@@ -173,3 +173,12 @@ def test_validation_split_is_carved_from_training_rows_and_recorded() -> None:
     assert torch.equal(ds.test, full.test)
     with pytest.raises(GenbenchError, match="valid_fraction"):
         data.load_dataset("digits", valid_fraction=1.0)
+
+
+def test_synthetic_images_have_the_asked_shape_and_levels() -> None:
+    ds = data.load_dataset("synthetic", shape=[3, 16, 16], levels=5, n_train=50, n_test=10)
+    assert ds.spec.shape == (3, 16, 16) and ds.spec.levels == 5 and ds.train.shape == (45, 3, 16, 16)
+    k = ds.test * 4
+    assert torch.equal(k, k.round()) and set(k.unique().tolist()) <= {0, 1, 2, 3, 4}  # on the 5-level grid
+    with pytest.raises(GenbenchError, match="shape"):
+        data.load_dataset("synthetic", shape=[16, 16])
