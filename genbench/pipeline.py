@@ -159,7 +159,7 @@ def _check_checkpoint(run_dir: Path, train_cfg: TrainConfig, meta: dict[str, Any
 def evaluate_model(model: GenerativeModel, data: Dataset, eval_cfg: DictConfig, run_dir: Path) -> list[Metric]:
     """Sample grid plus every registered metric family (genbench.metrics.FAMILIES), on one evaluation context:
     each sampling mode's samples are drawn once and shared, each family draws its own randomness."""
-    ctx = EvalContext(model, data, eval_cfg)
+    ctx = EvalContext(model, data, eval_cfg, run_dir)
     n_grid = eval_cfg.grid_size if data.spec.is_image else TOY_SCATTER_POINTS
     figures.save_sample_grid(ctx.samples(n_grid), run_dir / SAMPLES_NAME, data)
     found: list[Metric] = []

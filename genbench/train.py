@@ -28,6 +28,7 @@ from genbench.results import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
+SNAPSHOT_DIR = "snapshots"
 CURVE_NAME = "curve.csv"
 CHECKPOINT_FORMAT = "genbench-checkpoint-1"
 # What resuming needs from a checkpoint; `load_checkpoint` refuses one without them before anything uses it.
@@ -47,6 +48,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     resume: bool = True
+    keep_snapshots: bool = False  # also keep the weights of every checkpoint, as snapshots/step<k>.pt
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "max_steps", "checkpoint_every", "log_every"):
@@ -117,6 +119,22 @@ def save_checkpoint(path: Path, model: GenerativeModel, step: int, wall_time_s: 
         **meta,
     }
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    return run_dir / SNAPSHOT_DIR / f"step{step:08d}.pt"
+
+
+def save_snapshot(run_dir: Path, model: GenerativeModel, step: int) -> None:
+    """The model's weights at `step` (what quality-over-training metrics evaluate), written atomically."""
+    state = {"format": CHECKPOINT_FORMAT, "step": step, "model_state": model.state_dict()}
+    atomic_write(snapshot_path(run_dir, step), lambda tmp: torch.save(state, tmp))
+
+
+def snapshots(run_dir: Path) -> list[tuple[int, Path]]:
+    """The kept snapshots of a run, `(step, path)` in step order."""
+    found = sorted((run_dir / SNAPSHOT_DIR).glob("step*.pt"))
+    return [(int(p.stem.removeprefix("step")), p) for p in found]
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -228,6 +246,8 @@ def train(
                 save_checkpoint(ckpt_path, model, step, elapsed(), checkpoint_meta)
                 write_curve(curve_path, curve)
                 last_good = step
+                if cfg.keep_snapshots:
+                    save_snapshot(run_dir, model, step)
             bar.update(1)
     if last_good != step:  # stopped by the time budget between checkpoints
         save_checkpoint(ckpt_path, model, step, elapsed(), checkpoint_meta)

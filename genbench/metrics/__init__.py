@@ -64,6 +64,8 @@ FAMILIES: tuple[Family, ...] = (
             Column("recall", "recall", "quality"),
         ),
     ),
+    Family("mixture", "genbench.metrics.mixture"),  # toy mixtures: modes covered, high-quality fraction
+    Family("progress", "genbench.metrics.progress"),  # quality over training, from kept snapshots
     Family("speed", "genbench.metrics.speed", (Column("sample_throughput", "samples/s", "throughput"),)),
 )
 

@@ -13,6 +13,7 @@ asking for 2,000 at once, whatever order the families run in.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,10 +40,12 @@ class EvalContext:
         model: the trained model, on its device (put in eval mode here).
         data: its dataset.
         cfg: the eval config (`conf/eval/*.yaml`): `seed`, `sample_batch`, and the `features` section.
+        run_dir: the run's directory, for families that read what training left there (snapshots); None when
+            a model is evaluated outside a run.
     """
 
-    def __init__(self, model: GenerativeModel, data: Dataset, cfg: Any) -> None:
-        self.model, self.data, self.cfg = model, data, cfg
+    def __init__(self, model: GenerativeModel, data: Dataset, cfg: Any, run_dir: Path | None = None) -> None:
+        self.model, self.data, self.cfg, self.run_dir = model, data, cfg, run_dir
         self.seed = int(cfg.get("seed", 0))
         self.sample_batch = int(cfg.get("sample_batch") or DEFAULT_SAMPLE_BATCH)
         self.features_cfg = cfg.get("features") or {}
