@@ -178,3 +178,21 @@ def test_bench_records_an_estimated_nll(compose) -> None:
     assert "stochastic" in record["model_info"]["binarization"]
     modes = {m["mode"] for m in record["metrics"] if m["name"] == "sample_throughput"}
     assert modes == set(DBM.sampling_modes)
+
+
+def test_partition_family_records_log_z_per_schedule_length_settling_on_the_truth() -> None:
+    from omegaconf import OmegaConf
+
+    from genbench.data import Dataset
+    from genbench.metrics import partition
+    from genbench.metrics.context import EvalContext
+
+    model = tiny_dbm(seed=3)
+    data = Dataset(tiny_spec(), torch.zeros(10, 1, 1, 6), torch.zeros(10, 1, 1, 6))
+    cfg = OmegaConf.create({"seed": 0, "partition": {"enabled": True, "betas": [2, 1000], "runs": 100}})
+    short, long = partition.evaluate(EvalContext(model, data, cfg))
+    assert (short.extra["ais_betas"], long.extra["ais_betas"]) == (2, 1000)
+    assert short.to_dict()["variant"] == {"ais_betas": 2} and long.n == 100
+    truth = exact_log_z(model)
+    assert abs(long.value - truth) < 4 * long.stderr  # a long schedule settles on the enumerated log Z
+    assert abs(short.value - truth) > abs(long.value - truth)  # two temperatures do not

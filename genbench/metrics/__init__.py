@@ -66,6 +66,8 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family("mixture", "genbench.metrics.mixture"),  # toy mixtures: modes covered, high-quality fraction
     Family("progress", "genbench.metrics.progress"),  # quality over training, from kept snapshots
+    Family("mixing", "genbench.metrics.mixing"),  # chain samplers: classes one chain visits in N steps
+    Family("partition", "genbench.metrics.partition"),  # energy models: AIS log Z against schedule length
     Family("speed", "genbench.metrics.speed", (Column("sample_throughput", "samples/s", "throughput"),)),
 )
 

@@ -51,6 +51,8 @@ class FeatureExtractor:
     fn: Callable[[torch.Tensor], torch.Tensor]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     extra: dict[str, Any] = field(default_factory=dict)
+    # class logits (B, classes) of a batch, where the features come from a classifier (`domain`); else None
+    classify: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def resolve_features(name: str, data: Dataset) -> str:
@@ -289,7 +291,8 @@ def domain_classifier(
 
 def domain_extractor(data: Dataset, fcfg: Any, device: torch.device) -> FeatureExtractor:
     net, accuracy, key = domain_classifier(data, fcfg.get("domain"), device, fcfg.get("cache_dir"))
-    return FeatureExtractor("domain", f"domain:{key}", net.features, device, {"classifier_accuracy": accuracy})
+    extra = {"classifier_accuracy": accuracy}
+    return FeatureExtractor("domain", f"domain:{key}", net.features, device, extra, classify=net)
 
 
 def build_extractor(name: str, data: Dataset, fcfg: Any, device: torch.device) -> FeatureExtractor:
