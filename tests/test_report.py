@@ -15,7 +15,7 @@ from matplotlib.image import imread, imsave
 from genbench.report.cells import fmt
 from genbench.report.comparison import main, report
 from genbench.report.records import FAILED, NO_LIKELIHOOD, NOT_RUN, group_runs, load_runs
-from genbench.report.tables import RUN_COLUMNS, latex_escape, likelihood_table, main_table, read_csv
+from genbench.report.tables import RUN_COLUMNS, latex_escape, likelihood_table, main_table, quality_cell, read_csv
 from genbench.results import Metric, new_record, save_record
 
 DATA = {"name": "digits", "shape": [1, 8, 8], "levels": 17, "value_range": [0.0, 1.0]}
@@ -67,8 +67,13 @@ RUNS = {
 def write_run(
     root: Path, model: str, seed: int, spec: tuple, body: list[Metric] | str, preset: str = "default"
 ) -> None:
-    family, kind, latent, modes = spec
-    run_dir = root / "digits" / model / f"seed{seed}"
+    write_run_at(root / "digits" / model / f"seed{seed}", model, seed, body, spec, preset)
+
+
+def write_run_at(
+    run_dir: Path, model: str, seed: int, body: list[Metric] | str, spec: tuple = (), preset: str = "default"
+) -> None:
+    family, kind, latent, modes = spec or RUNS.get(model, RUNS["gan"])[:4]
     rec = new_record(model=model, dataset="digits", seed=seed, config={"model": model}, device="cpu")
     rec["model_info"] = {"likelihood": kind, "family": family, "parameters": 12345, "latent_dim": latent}
     rec["model_info"] |= {"sampling_modes": modes, "mode_changes_samples": family == "markov_chain"}
@@ -267,3 +272,24 @@ def test_baselines_are_rows_of_their_own(table: dict[str, dict[str, str]]) -> No
     assert row["bits/dim"] == "= 4.087" and row["bits/dim (binarized, L = 2)"] == "= 1.000"
     assert row["FID (domain)"] == "–" and row["likelihood"] == "exact"
     assert table["gan"]["bits/dim"] == NO_LIKELIHOOD  # a baseline recorded in a GAN run is not the GAN's number
+
+
+def test_settings_split_one_models_runs(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    for width, seed in [(8, 0), (8, 1), (32, 0)]:
+        run_dir = root / "digits" / "gan" / f"w{width}s{seed}"
+        write_run_at(run_dir, "gan", seed, [fid(float(width + seed))])
+        (run_dir / "config.yaml").write_text(f"dataset:\n  name: digits\nmodel:\n  name: gan\n  width: {width}\n")
+    (groups,) = group_runs(load_runs(root).runs).values()
+    assert [(g.label, len(g.runs)) for g in groups] == [("gan (width=32)", 1), ("gan (width=8)", 2)]
+    assert groups[1].settings == {"model.width": 8}
+    cells = {g.label: quality_cell(g, "fid", "domain").text() for g in groups}
+    assert cells == {"gan (width=8)": "8.500 ± 0.71", "gan (width=32)": "32.00"}  # seeds of one width only
+    # another value of a dataset setting is another table
+    run_dir = root / "digits" / "gan" / "grid"
+    write_run_at(run_dir, "gan", 0, [fid(1.0)])
+    (run_dir / "config.yaml").write_text(
+        "dataset:\n  name: digits\n  mixture: grid25\nmodel:\n  name: gan\n  width: 8\n"
+    )
+    tables = group_runs(load_runs(root).runs)
+    assert sorted(tables) == ["digits", "digits (mixture=grid25)"]

@@ -44,7 +44,7 @@ def evaluations_text(groups: list[Group]) -> str:
     for g in groups:
         evaluations = (g.info.get("network_evaluations") or {}).get(g.default_mode)
         if evaluations is not None:
-            parts.append(f"{g.model} {evaluations}")
+            parts.append(f"{g.label} {evaluations}")
     return f" Sequential network evaluations per sample (default mode): {', '.join(parts)}." if parts else ""
 
 
@@ -58,16 +58,16 @@ def one_pass_sampling(groups: list[Group]) -> str:
         ar_at = throughput_means(ar)
         common = [k for k in ar_at if k in gan_at]
         if not common:
-            why = f"no throughput on the same device, batch and dtype as {gan.model}"
-            parts.append(f"{ar.model}: {NOT_MEASURED} ({why})")
+            why = f"no throughput on the same device, batch and dtype as {gan.label}"
+            parts.append(f"{ar.label}: {NOT_MEASURED} ({why})")
             continue
         where = max(common, key=lambda k: k[1] or 0)
         g = max(v for _, v in gan_at[where])
         if where not in said:  # name the GAN's number once per device and batch
-            parts.append(f"on {where[0]}, batch {where[1]}: {gan.model} {fmt(g)} samples/s")
+            parts.append(f"on {where[0]}, batch {where[1]}: {gan.label} {fmt(g)} samples/s")
             said.add(where)
         for mode, v in ar_at[where]:
-            parts.append(f"{ar.model} ({mode}) {fmt(v)} samples/s, so the GAN is {fmt(g / v, 3)}× faster")
+            parts.append(f"{ar.label} ({mode}) {fmt(v)} samples/s, so the GAN is {fmt(g / v, 3)}× faster")
     return "; ".join(parts) + "." + evaluations_text(groups)
 
 
@@ -94,7 +94,7 @@ def vae_bound_gap(groups: list[Group]) -> str:
             n_examples[method] = ms[0].get("n")
     methods = sorted((m for m in per_seed if iwae_order(m)[0] < 3), key=iwae_order)
     if not methods:
-        return f"{NOT_MEASURED} (the {vae.model} records have no ELBO, IWAE or AIS bits/dim)."
+        return f"{NOT_MEASURED} (the {vae.label} records have no ELBO, IWAE or AIS bits/dim)."
     values = ", ".join(f"{m} ≤ {mean_text(list(per_seed[m].values()))}" for m in methods)
     gaps = []
     for a, b in zip(methods, methods[1:], strict=False):
@@ -105,7 +105,7 @@ def vae_bound_gap(groups: list[Group]) -> str:
             gaps.append(f"{a} → {b} {mean_text(paired)}{subsets}")
     missing = [name for name, order in (("iwae-k", 1), ("ais", 2)) if all(iwae_order(m)[0] != order for m in methods)]
     gap_text = f"; gaps (bits/dim, paired by seed; positive = the later bound is tighter): {'; '.join(gaps)}"
-    text = f"{vae.model} bits/dim {values}" + (gap_text if gaps else "")
+    text = f"{vae.label} bits/dim {values}" + (gap_text if gaps else "")
     return text + "".join(f"; {m}: {NOT_MEASURED}" for m in missing) + "."
 
 
@@ -114,11 +114,11 @@ def latent_size(groups: list[Group]) -> str:
     for g in groups:
         latent, d = g.info.get("latent_dim"), data_dim(g)
         if latent is None or d is None:
-            none.append(g.model)
+            none.append(g.label)
             continue
         rel = "=" if latent == d else ("<" if latent < d else ">")
-        parts.append(f"{g.model} {latent} {rel} {d}")
-    if not any(g.model not in none for g in of_family(groups, "flow")):
+        parts.append(f"{g.label} {latent} {rel} {d}")
+    if not any(g.label not in none for g in of_family(groups, "flow")):
         parts.append(f"flows: {NOT_MEASURED} (no flow's record states latent_dim)")
     tail = f"; no latent recorded: {', '.join(none)}" if none else ""
     return "latent size vs data size: " + "; ".join(parts) + tail + "."
@@ -135,13 +135,13 @@ def instability(groups: list[Group]) -> str:
         cell = quality_cell(g, "fid", feats)
         if cell.n >= 2 and cell.mean is not None and cell.std is not None:
             cv = f", CV {cell.std / cell.mean:.0%}" if cell.mean > 0 else ""
-            parts.append(f"{g.model} FID ({feats}) {fmt(cell.mean)} ± {fmt(cell.std, 2)}{cv}")
+            parts.append(f"{g.label} FID ({feats}) {fmt(cell.mean)} ± {fmt(cell.std, 2)}{cv}")
     curves = [c for c in map(loss_curve, gan.ok_runs) if c]
     if len(curves) >= 2:
         final = mean_text([c[2][-1] for c in curves])
-        parts.append(f"{gan.model} final {curves[0][0]} {final} over {len(curves)} seeds")
+        parts.append(f"{gan.label} final {curves[0][0]} {final} over {len(curves)} seeds")
     if not parts:
-        return f"{NOT_MEASURED} (no FID or training curve across {gan.model} seeds)."
+        return f"{NOT_MEASURED} (no FID or training curve across {gan.label} seeds)."
     return "across seeds: " + "; ".join(parts) + ". (CV = std / mean; with few seeds the spread is itself uncertain.)"
 
 

@@ -88,7 +88,7 @@ def dataset_markdown(dataset: str, groups: list[Group], drawn: dict[str, str]) -
         md += ["### Sampling modes that change the samples (chain lengths, diffusion steps)", ""]
         md += [markdown_table(*modes), ""]
     md += claims_markdown(groups)
-    failures = [(g.model, r) for g in groups for r in g.runs if not r.ok]
+    failures = [(g.label, r) for g in groups for r in g.runs if not r.ok]
     if failures:
         md += ["### Failed runs", ""]
         md += [f"- {m} seed {r.seed}: {r.record.get('error', 'no error recorded')}" for m, r in failures]

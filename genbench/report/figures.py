@@ -156,10 +156,10 @@ def samples_figure(groups: list[Group]) -> Figure | None:
         ax.set_axis_off()
         if run is None:
             ax.text(0.5, 0.5, "no samples\n(" + ("failed" if g.all_failed else "not written") + ")", ha="center")
-            ax.set_title(g.model)
+            ax.set_title(g.label)
             continue
         ax.imshow(imread(run.path / SAMPLES_NAME), cmap="gray", interpolation="nearest")
-        ax.set_title(f"{g.model} (seed {run.record['seed']})")
+        ax.set_title(f"{g.label} (seed {run.record['seed']})")
     fig.suptitle(f"Samples on {groups[0].dataset}")
     return fig
 
@@ -176,7 +176,7 @@ def throughput_fid_figure(groups: list[Group]) -> Figure | None:
     ax = fig.add_subplot()
     for g, t, f in points:
         ax.errorbar(t.mean, f.mean, xerr=t.std or 0, yerr=f.std or 0, fmt="o", capsize=3)
-        ax.annotate(g.model, (t.mean, f.mean), textcoords="offset points", xytext=(5, 5))
+        ax.annotate(g.label, (t.mean, f.mean), textcoords="offset points", xytext=(5, 5))
     ax.set_xscale("log")
     for g in groups:
         if g.info.get("mode_changes_samples"):
@@ -212,7 +212,7 @@ def bits_per_dim_figure(groups: list[Group]) -> Figure | None:
             ax.plot(x + 0.25, other.mean, marker="o", color="black", markersize=4)
             ax.annotate(other.note, (x + 0.25, other.mean), fontsize=7, textcoords="offset points", xytext=(4, 0))
         ax.annotate(main.note, (x, main.mean), ha="center", textcoords="offset points", xytext=(0, 10), fontsize=8)
-    ax.set_xticks(range(len(groups)), [g.model for g in groups])
+    ax.set_xticks(range(len(groups)), [g.label for g in groups])
     ax.set_xlim(-0.6, len(groups) - 0.4)
     top = max(c.mean + (c.std or 0) for cs in cells for c in cs)
     if top > 0:
@@ -246,7 +246,7 @@ def curves_figure(groups: list[Group]) -> Figure | None:
         else:
             for _, steps, ys in curves:
                 ax.plot(steps, ys, linewidth=1, marker="o" if len(steps) < 5 else None)
-        ax.set_title(f"{g.model} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+        ax.set_title(f"{g.label} ({len(curves)} seed{'s' * (len(curves) > 1)})")
         ax.set_xlabel("step")
         ax.set_ylabel(curves[0][0])
     fig.suptitle(f"Training curves on {groups[0].dataset}")
@@ -280,10 +280,10 @@ def modes_figure(groups: list[Group]) -> Figure | None:
     ax_fid, ax_thr = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for g, pts in lines:
         x = [p[0] for p in pts]
-        ax_fid.plot(x, [p[1] for p in pts], marker="o", label=g.model)
+        ax_fid.plot(x, [p[1] for p in pts], marker="o", label=g.label)
         thr = [(p[0], p[2]) for p in pts if p[2] is not None]
         if thr:
-            ax_thr.plot(*zip(*thr, strict=True), marker="o", label=g.model)
+            ax_thr.plot(*zip(*thr, strict=True), marker="o", label=g.label)
     ax_fid.set(xscale="log", xlabel="network evaluations per sample", ylabel=f"FID ({features})")
     ax_thr.set(xscale="log", yscale="log", xlabel="network evaluations per sample", ylabel="samples / s")
     for ax in (ax_fid, ax_thr):

@@ -11,14 +11,21 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
 
 from genbench.errors import GenbenchError
 from genbench.results import RECORD_NAME, load_record
 
 # The order the seed discusses the families in; a family not listed goes last, then by model name.
 FAMILY_ORDER = ("adversarial", "variational", "autoregressive", "flow", "boltzmann", "markov_chain", "diffusion")
+CONFIG_NAME = "config.yaml"  # the resolved config of the run, written by the pipeline
+# Training settings that make two runs of one model different experiments (device, resume, logging do not).
+SETTING_TRAIN_KEYS = ("batch_size", "max_steps", "keep_snapshots")
 CURVE_NAME = "curve.csv"  # written by genbench.train: a `step` column, then the model's scalars (loss first)
 NOT_RUN, FAILED, NO_LIKELIHOOD = "not run", "failed", "n/a: no likelihood"
 
@@ -45,6 +52,27 @@ class Run:
         """The eval preset its metrics were computed with (`eval=fast|default|paper`)."""
         return self.record.get("eval_preset")
 
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        """The run's dataset, model and training settings, flat (`model.width`, `dataset.mixture`, ...), read from
+        its `config.yaml`: what tells apart runs of one model that are not mere seeds of one another."""
+        path = self.path / CONFIG_NAME
+        if not path.exists():
+            return {}
+        try:
+            config = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        except (OSError, ValueError, yaml.YAMLError):  # an unreadable config: the run stands alone by its record
+            return {}
+        flat = {}
+        for section in ("dataset", "model"):
+            for key, value in (config.get(section) or {}).items():
+                if key not in ("_target_", "name"):
+                    flat[f"{section}.{key}"] = value
+        for key in SETTING_TRAIN_KEYS:
+            if key in (config.get("train") or {}):
+                flat[f"train.{key}"] = config["train"][key]
+        return flat
+
 
 @dataclass
 class BadRecord:
@@ -56,11 +84,21 @@ class BadRecord:
 
 @dataclass
 class Group:
-    """All runs (seeds) of one model on one dataset."""
+    """All runs (seeds) of one model on one dataset with one set of settings.
+
+    `settings` holds what tells this group apart from other groups of the same model (a width, a loss, a
+    latent size in a sweep); `label` is the model's name with them, as tables and figures show it.
+    """
 
     dataset: str
     model: str
     runs: list[Run]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        shown = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in self.settings.items() if v is not None)
+        return f"{self.model} ({shown})" if shown else self.model
 
     @property
     def ok_runs(self) -> list[Run]:
@@ -139,16 +177,47 @@ def family_rank(group: Group) -> tuple[int, str]:
     return order, group.model
 
 
-def group_runs(runs: Iterable[Run]) -> dict[str, list[Group]]:
-    """Runs grouped by dataset, then model (family order, seed order inside a group)."""
-    by_key: dict[tuple[str, str], list[Run]] = {}
+def varying(runs: list[Run], prefixes: tuple[str, ...]) -> list[str]:
+    """Setting keys (under `prefixes`) whose values are not the same in every run."""
+    keys = sorted({k for r in runs for k in r.settings if k.startswith(prefixes)})
+    return [k for k in keys if len({json.dumps(r.settings.get(k), sort_keys=True) for r in runs}) > 1]
+
+
+def split_by(runs: list[Run], keys: list[str]) -> dict[str, tuple[dict[str, Any], list[Run]]]:
+    """Runs split by their values of `keys`: {sorted JSON of the values: (the values, runs)}."""
+    out: dict[str, tuple[dict[str, Any], list[Run]]] = {}
     for run in runs:
-        by_key.setdefault((run.record["dataset"], run.record["model"]), []).append(run)
+        values = {k: run.settings.get(k) for k in keys}
+        out.setdefault(json.dumps(values, sort_keys=True, default=str), (values, []))[1].append(run)
+    return out
+
+
+def group_runs(runs: Iterable[Run]) -> dict[str, list[Group]]:
+    """Runs grouped by dataset, then model, then the settings that differ between runs of it (a sweep's width,
+    loss or latent size; a dataset's mixture): seeds of one configuration share a group, nothing else does.
+
+    A dataset whose runs differ in a dataset setting gets one table per value, named e.g. `toy2d (mixture=grid25)`.
+    Groups come in family order, runs in seed order.
+    """
+    by_dataset: dict[str, list[Run]] = {}
+    for run in runs:
+        by_dataset.setdefault(run.record["dataset"], []).append(run)
     out: dict[str, list[Group]] = {}
-    for (dataset, model), members in sorted(by_key.items()):
-        members.sort(key=lambda r: (r.seed, str(r.path)))
-        out.setdefault(dataset, []).append(Group(dataset, model, members))
-    return {d: sorted(groups, key=family_rank) for d, groups in out.items()}
+    for dataset, members in sorted(by_dataset.items()):
+        data_keys = varying(members, ("dataset.",))
+        for values, data_runs in split_by(members, data_keys).values():
+            shown = ", ".join(f"{k.removeprefix('dataset.')}={v}" for k, v in values.items() if v is not None)
+            label = dataset + (f" ({shown})" if shown else "")
+            groups = out.setdefault(label, [])
+            by_model: dict[str, list[Run]] = {}
+            for run in data_runs:
+                by_model.setdefault(run.record["model"], []).append(run)
+            for model, model_runs in sorted(by_model.items()):
+                keys = varying(model_runs, ("model.", "train."))
+                for settings, same in split_by(model_runs, keys).values():
+                    same.sort(key=lambda r: (r.seed, str(r.path)))
+                    groups.append(Group(dataset, model, same, settings))
+    return {d: sorted(groups, key=lambda g: (*family_rank(g), g.label)) for d, groups in out.items()}
 
 
 def variants(group: Group, name: str) -> dict[str, list[dict[str, Any]]]:

@@ -205,7 +205,7 @@ def common_preset(groups: list[Group]) -> str | None:
 
 def model_label(group: Group, preset: str | None) -> str:
     other = sorted(group.presets - {preset}) if preset else []
-    return group.model + (f" (eval={'/'.join(other)}: other protocol)" if other else "")
+    return group.label + (f" (eval={'/'.join(other)}: other protocol)" if other else "")
 
 
 def column_cells(groups: list[Group], column: Column, features: str | None, with_device: bool) -> list[Cell]:
@@ -345,7 +345,7 @@ def likelihood_table(groups: list[Group]) -> Table:
                 stderr = fmt(sum(errors) / len(errors), 2) if errors else "–"
                 method = c.note + " *" * (i == 0)
                 n_test = str(bpd[c.key][0]["n"])
-                rows.append([g.model, method, data, c.kind, bits, stderr, nats_text, n_test, str(c.n)])
+                rows.append([g.label, method, data, c.kind, bits, stderr, nats_text, n_test, str(c.n)])
     return header, rows
 
 
@@ -360,7 +360,7 @@ def modes_table(groups: list[Group], features: str | None) -> Table | None:
         for mode in g.info.get("sampling_modes") or []:
             cells = [quality_cell(g, n, features, mode=mode) for n in ("fid", "kid", "precision", "recall")]
             cells.append(throughput_cell(g, with_device=False, mode=mode))
-            rows.append([g.model, mode, str(evaluations.get(mode, "–"))] + [c.text() for c in cells])
+            rows.append([g.label, mode, str(evaluations.get(mode, "–"))] + [c.text() for c in cells])
     return (header, rows) if rows else None
 
 
@@ -374,7 +374,7 @@ def all_metrics_table(groups: list[Group]) -> Table:
             for key, ms in variants(g, name).items():
                 label = ", ".join(f"{k}={v}" for k, v in json.loads(key).items())
                 cell = Cell.of(ms, mark=KIND_MARK.get(ms[0]["kind"], ""))
-                rows.append([g.model, name, label, ms[0]["kind"], cell.text(), ms[0]["unit"], str(cell.n)])
+                rows.append([g.label, name, label, ms[0]["kind"], cell.text(), ms[0]["unit"], str(cell.n)])
     return header, rows
 
 
