@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 import statistics
@@ -190,21 +191,27 @@ def test_csv_round_trips(sweep: Path, tmp_path: Path) -> None:
 def test_claims_section(sweep: Path, tmp_path: Path) -> None:
     report(sweep, tmp_path, figures=False)
     md = (tmp_path / "comparison.md").read_text()
-    section = md.split("### What the seed says, measured")[1]
-    # GAN at batch 64: 1100 samples/s; PixelCNN cached 50, naive 10 -> 22x and 110x.
-    assert "pixelcnn (naive) 10.00 samples/s, so the GAN is 110× faster" in section
-    assert "pixelcnn (cached) 50.00 samples/s, so the GAN is 22.0× faster" in section
-    assert "elbo → iwae-8 0.1000 ± 0" in section  # paired per seed: 0.1 and 0.1
-    assert "ais: not measured in this run" in section
-    assert "nice 64 = 64" in section and "vae 16 < 64" in section and "gan 32 < 64" in section
-    assert "gan FID (domain) 13.00 ± 3.6, CV 28%" in section
-    assert "RuntimeError: boom at step 7" in md  # failed runs listed with their error
+    section = md.split("## What the seed says, measured")[1]
+    assert [f"### ({k})" in section for k in "abcdef"] == [True] * 6
+    claim = {k: section.split(f"### ({k})")[1].split("###")[0] for k in "abcdef"}
+    # (a) one image size: the GAN against the autoregressive family, same (default) mode and batch
+    assert "gan 1100 and pixelcnn 50.00 samples/s at batch 64: 22.0× (64 sequential network evaluations" in claim["a"]
+    # (b) no toy sweep: the VAE's chain of bounds, paired by seed; AIS absent
+    assert "elbo → iwae-8 0.1000 ± 0" in claim["b"] and "ais: not measured in this run" in claim["b"]
+    assert "needs the toy-2D capacity sweep" in claim["b"]
+    # (c) the DBM's estimate is labelled as such; (d) the GSN's chain, one FID per mode
+    assert "≈ 0.5000 bits/dim on binarized data, labelled an estimate" in claim["c"]
+    assert "FID against chain steps" in claim["d"]
+    # (e) a flow's latent equals the data size; (f) without snapshots, the spread over seeds
+    assert "nice 64 for D = 64" in claim["e"] and "Flows cannot choose" in claim["e"]
+    assert "gan FID 13.00 ± 3.6, CV 28%" in claim["f"] and "FID over training is not measured" in claim["f"]
+    assert "**Verdict:**" in claim["a"] and "RuntimeError: boom at step 7" in md  # failed runs listed
 
 
 def test_claims_not_measured(sweep: Path, tmp_path: Path) -> None:
     report(sweep / "digits" / "vae", tmp_path, figures=False)  # only the VAE's two seeds
-    section = (tmp_path / "comparison.md").read_text().split("### What the seed says, measured")[1]
-    assert section.count("not measured in this run") >= 3  # speed, flows, instability
+    section = (tmp_path / "comparison.md").read_text().split("## What the seed says, measured")[1]
+    assert section.count("not measured in this run") >= 5  # a, c, d, e, f lack their models
 
 
 def test_cli_writes_figures(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -293,3 +300,28 @@ def test_settings_split_one_models_runs(tmp_path: Path) -> None:
     )
     tables = group_runs(load_runs(root).runs)
     assert sorted(tables) == ["digits", "digits (mixture=grid25)"]
+
+
+def speed_record(model: str, family: str, evaluations: int, shape: str, latency: float, flops: float) -> dict:
+    point = {"model": model, "mode": "default", "dtype": "fp32", "batch_size": 1, "status": "ok", "shape": shape,
+             "latency_median_s": latency, "throughput": 1 / latency, "flops_per_sample": flops}  # fmt: skip
+    info = {"family": family, "sampling_modes": ["default"], "network_evaluations": {"default": evaluations}}
+    return {"kind": "speed", "model": model, "model_info": info, "points": [point]}
+
+
+def test_claim_a_from_speed_records_at_several_sizes(tmp_path: Path) -> None:
+    """Latency that grows with the pixels for the autoregressive model and stays flat for the GAN: supported,
+    with the FLOPs ratio set beside the time ratio (depth, not compute)."""
+    root = tmp_path / "claims"
+    write_run(root, "gan", 0, RUNS["gan"][:4], [fid(10.0)])
+    for shape, d in (("8x8", 64), ("16x16", 256), ("32x32", 1024)):
+        for record in (speed_record("gan", "adversarial", 1, shape, 0.001, 2e6),
+                       speed_record("pixelcnn", "autoregressive", d, shape, 0.01 * d, 6e6)):  # fmt: skip
+            (root / "speed" / shape / record["model"]).mkdir(parents=True)
+            (root / "speed" / shape / record["model"] / "speed.json").write_text(json.dumps(record))
+    report(root, tmp_path / "out", figures=True)
+    claim = (tmp_path / "out" / "comparison.md").read_text().split("### (a)")[1].split("###")[0]
+    assert "grows as D^1.00 for pixelcnn and as D^0.00 for gan" in claim
+    assert "pixelcnn needs 3.0× the GAN's FLOPs per sample but 10200× its batch-1 time" in claim
+    assert "1024 network evaluations against 1" in claim and "claim_a.png" in claim
+    assert imread(tmp_path / "out" / "claim_a.png").ndim == 3

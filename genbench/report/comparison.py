@@ -19,8 +19,17 @@ from pathlib import Path
 
 from genbench.errors import GenbenchError
 from genbench.report import figures as figs
-from genbench.report.claims import claims_markdown
-from genbench.report.records import FAILED, NO_LIKELIHOOD, NOT_RUN, BadRecord, Group, group_runs, load_runs
+from genbench.report.claims import Evidence, claims_markdown
+from genbench.report.records import (
+    FAILED,
+    NO_LIKELIHOOD,
+    NOT_RUN,
+    BadRecord,
+    Group,
+    group_runs,
+    load_runs,
+    load_speed_records,
+)
 from genbench.report.tables import (
     all_metrics_table,
     csv_rows,
@@ -65,12 +74,22 @@ def report(root: Path, out: Path | None = None, figures: bool = True) -> tuple[l
     tex = []
     for dataset, groups in datasets.items():
         md += dataset_markdown(dataset, groups, drawn.get(dataset, {}))
-        tex.append(latex_table(*main_table(groups), f"Comparison on {dataset}; {LEGEND_SHORT}", f"tab:{dataset}"))
-        tex.append(latex_table(*likelihood_table(groups), f"Likelihood details on {dataset}", f"tab:{dataset}-nll"))
+        label = "tab:" + "".join(ch if ch.isalnum() else "-" for ch in dataset)
+        tex.append(latex_table(*main_table(groups), f"Comparison on {dataset}; {LEGEND_SHORT}", label))
+        tex.append(latex_table(*likelihood_table(groups), f"Likelihood details on {dataset}", f"{label}-nll"))
+    evidence = Evidence(datasets, [p for r in load_speed_records(root) for p in points_with_info(r)])
+    claim_figures = figs.draw_claims(evidence, out) if figures else {}
+    written += [out / f"{stem}.{ext}" for stem in claim_figures.values() for ext in ("png", "pdf")]
+    md += claims_markdown(evidence, claim_figures)
     atomic_write_text(written[0], "\n".join(md) + "\n")
     atomic_write_text(written[1], "% genbench report: needs \\usepackage{booktabs}\n" + "\n".join(tex))
     write_csv(csv_rows(loaded.runs, root), written[2])
     return written, loaded.bad
+
+
+def points_with_info(record: dict) -> list[dict]:
+    """A speed record's points, each with the model's description (family, network evaluations)."""
+    return [{**p, "model_info": record.get("model_info") or {}} for p in record.get("points", [])]
 
 
 def bad_markdown(bad: list[BadRecord]) -> list[str]:
@@ -87,7 +106,6 @@ def dataset_markdown(dataset: str, groups: list[Group], drawn: dict[str, str]) -
     if modes:
         md += ["### Sampling modes that change the samples (chain lengths, diffusion steps)", ""]
         md += [markdown_table(*modes), ""]
-    md += claims_markdown(groups)
     failures = [(g.label, r) for g in groups for r in g.runs if not r.ok]
     if failures:
         md += ["### Failed runs", ""]

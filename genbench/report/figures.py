@@ -27,6 +27,7 @@ from matplotlib.image import imread
 from matplotlib.patches import Patch
 from torchvision.utils import save_image
 
+from genbench.report import claims
 from genbench.report.records import Group, loss_curve
 from genbench.report.tables import likelihood_cells, quality_cell, table_features, throughput_cell
 from genbench.results import atomic_write
@@ -320,4 +321,148 @@ def draw_all(groups: list[Group], out: Path, dataset: str) -> dict[str, str]:
         for ext in ("png", "pdf"):
             save(fig, out / f"{stem}.{ext}")
         written[stem] = f"{title} on {dataset}"
+    return written
+
+
+# ----------------------------------------------------------------------------- the claims' figures
+
+
+def _lines(ax: Any, series: dict[str, list[tuple[float, float, float | None]]], logx: bool = True) -> None:
+    """One line per series with error bars (std over seeds), log x unless told otherwise."""
+    for label, pts in series.items():
+        xs, ys, es = zip(*pts, strict=True)
+        ax.errorbar(xs, ys, yerr=[e or 0 for e in es], marker="o", capsize=3, label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(fontsize=7)
+
+
+def claim_speed_figure(evidence: claims.Evidence) -> Figure | None:
+    lines = claims.speed_lines(evidence)
+    if not lines:
+        return None
+    fig = Figure(figsize=(10, 4))
+    ax_lat, ax_thr = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for line, by_dims in lines.items():
+        lat = [(d, x["latency_b1"]) for d, x in sorted(by_dims.items()) if "latency_b1" in x]
+        if lat:
+            ax_lat.plot(*zip(*lat, strict=True), marker="o", label=line)
+        ax_thr.plot(*zip(*[(d, x["best"]) for d, x in sorted(by_dims.items())], strict=True), marker="o", label=line)
+    ax_lat.set(xscale="log", yscale="log", xlabel="dimensions per sample D", ylabel="s per sample at batch 1")
+    ax_thr.set(xscale="log", yscale="log", xlabel="dimensions per sample D", ylabel="best samples / s")
+    for ax in (ax_lat, ax_thr):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("(a) Sampling cost against image size")
+    fig.tight_layout()
+    return fig
+
+
+def claim_capacity_figure(evidence: claims.Evidence) -> Figure | None:
+    series = claims.capacity_series(evidence)
+    if not series:
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    _lines(ax, series)
+    ax.set(xlabel="capacity (hidden units of the swept width)", ylabel="KL to the true density (nats)")
+    ax.set_title("(b) Toy 2-D: distance to the truth against capacity")
+    return fig
+
+
+def claim_boltzmann_figure(evidence: claims.Evidence) -> Figure | None:
+    dbms = [g for g in evidence.of_family("boltzmann") if g.ok_runs]
+    if not dbms:
+        return None
+    log_z, fid = claims.partition_series(dbms[0]), claims.mode_series(dbms[0], "fid")
+    if not log_z and not fid:
+        return None
+    fig = Figure(figsize=(10, 4))
+    _lines(fig.add_subplot(1, 2, 1), {dbms[0].label: log_z} if log_z else {})
+    fig.axes[0].set(xlabel="AIS intermediate distributions", ylabel="log Z (nats; bars: AIS stderr)")
+    _lines(fig.add_subplot(1, 2, 2), {dbms[0].label: fid} if fid else {})
+    fig.axes[1].set(xlabel="Gibbs sweeps per sample", ylabel="FID")
+    fig.suptitle("(c) A DBM's partition function and its Gibbs chain")
+    fig.tight_layout()
+    return fig
+
+
+def claim_chain_figure(evidence: claims.Evidence) -> Figure | None:
+    gsns = [g for g in evidence.of_family("markov_chain") if g.ok_runs]
+    if not gsns:
+        return None
+    g = gsns[0]
+    panels = {"FID": claims.mode_series(g, "fid"), "recall": claims.mode_series(g, "recall")}
+    panels = {k: v for k, v in panels.items() if v}
+    if not panels:
+        return None
+    fig = Figure(figsize=(5 * len(panels), 4))
+    for i, (title, pts) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        _lines(ax, {g.label: pts})
+        ax.set(xlabel="chain steps per sample", ylabel=title)
+    fig.suptitle("(d) A GSN's samples against chain length")
+    fig.tight_layout()
+    return fig
+
+
+def claim_latent_figure(evidence: claims.Evidence) -> Figure | None:
+    series = claims.latent_series(evidence)
+    if not series:
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    _lines(ax, series)
+    for g in evidence.of_family("flow"):
+        if g.info.get("latent_dim"):
+            ax.axvline(g.info["latent_dim"], color="0.5", linestyle=":", label=f"{g.label}: latent = D")
+    ax.set(xlabel="latent size", ylabel="FID")
+    ax.legend(fontsize=7)
+    ax.set_title("(e) What a chosen latent size costs")
+    return fig
+
+
+def claim_convergence_figure(evidence: claims.Evidence) -> Figure | None:
+    panels = [(f"FID on {t}", s) for t, s in claims.progress_series(evidence, "fid_over_training").items()]
+    panels += [
+        (f"modes covered, {t}", s) for t, s in claims.progress_series(evidence, "modes_covered_over_training").items()
+    ]
+    if not panels:
+        return None
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(4.5 * cols, 3.5 * rows))
+    for i, (title, series) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        _lines(ax, series, logx=False)
+        ax.set(xlabel="training step", title=title)
+    fig.suptitle("(f) Sample quality over training")
+    fig.tight_layout()
+    return fig
+
+
+CLAIM_FIGURES: dict[str, Callable[[claims.Evidence], Figure | None]] = {
+    "a": claim_speed_figure,
+    "b": claim_capacity_figure,
+    "c": claim_boltzmann_figure,
+    "d": claim_chain_figure,
+    "e": claim_latent_figure,
+    "f": claim_convergence_figure,
+}
+
+
+def draw_claims(evidence: claims.Evidence, out: Path) -> dict[str, str]:
+    """Draw every claim figure the records can feed; returns {claim key: file stem}."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for key, draw in CLAIM_FIGURES.items():
+        fig = draw(evidence)
+        if fig is None:
+            continue
+        stem = f"claim_{key}"
+        for ext in ("png", "pdf"):
+            save(fig, out / f"{stem}.{ext}")
+        written[key] = stem
     return written

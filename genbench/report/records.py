@@ -26,6 +26,7 @@ FAMILY_ORDER = ("adversarial", "variational", "autoregressive", "flow", "boltzma
 CONFIG_NAME = "config.yaml"  # the resolved config of the run, written by the pipeline
 # Training settings that make two runs of one model different experiments (device, resume, logging do not).
 SETTING_TRAIN_KEYS = ("batch_size", "max_steps", "keep_snapshots")
+SPEED_RECORD = "speed.json"  # written by genbench speed, one per model and device
 CURVE_NAME = "curve.csv"  # written by genbench.train: a `step` column, then the model's scalars (loss first)
 NOT_RUN, FAILED, NO_LIKELIHOOD = "not run", "failed", "n/a: no likelihood"
 
@@ -266,3 +267,14 @@ def data_dim(group: Group) -> int | None:
     for s in shape:
         dim *= int(s)
     return dim
+
+
+def load_speed_records(folder: Path | str) -> list[dict[str, Any]]:
+    """Every speed record under `folder` (recursively), in path order."""
+    records = []
+    for path in sorted(Path(folder).rglob(SPEED_RECORD)):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise GenbenchError(f"cannot read speed record {path}: {err}") from err
+    return records

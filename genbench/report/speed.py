@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from genbench.errors import GenbenchError
 from genbench.report.figures import throughput_plot
+from genbench.report.records import SPEED_RECORD, load_speed_records
 from genbench.results import atomic_write_text
-
-SPEED_RECORD = "speed.json"
-
 
 TABLE_COLUMNS = (
     "model", "mode", "dtype", "compile", "batch_size", "status", "throughput", "latency_median_s", "latency_min_s",
@@ -27,17 +24,6 @@ TABLE_COLUMNS = (
     "memory_kind", "flops_per_sample", "achieved_flops", "fraction_of_peak", "weights", "dataset", "shape", "device",
     "torch", "threads", "error",
 )  # fmt: skip
-
-
-def load_speed_records(folder: Path | str) -> list[dict[str, Any]]:
-    """Every speed record under `folder` (recursively), in path order."""
-    records = []
-    for path in sorted(Path(folder).rglob(SPEED_RECORD)):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as err:
-            raise GenbenchError(f"cannot read speed record {path}: {err}") from err
-    return records
 
 
 def _fmt(value: Any) -> str:
