@@ -169,7 +169,8 @@ def restore(model: GenerativeModel, state: dict[str, Any]) -> None:
 
 def nonfinite_tensors(model: GenerativeModel) -> list[str]:
     """Names of the floating-point parameters and buffers holding NaN or Inf (one device read for all of them)."""
-    named = [(n, t) for n, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_floating_point()]
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    named = [(n, t) for n, t in tensors if t.is_floating_point()]
     if not named:
         return []
     flags = torch.stack([~torch.isfinite(t).all() for _, t in named]).tolist()

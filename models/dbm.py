@@ -170,7 +170,7 @@ class DBM(GenerativeModel):
         self.register_buffer("chain_v", torch.zeros(pcd_chains, dim))
         self.register_buffer("chain_h2", torch.zeros(pcd_chains, hidden2))
         self.register_buffer("data_mean", torch.full((dim,), 0.5))
-        self.register_buffer("data_count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("data_count", torch.zeros((), dtype=torch.long))  # examples seen (older files: float64)
         # num_steps and data_count on the host, read once (None: not read yet, or a state dict was loaded since), so
         # the branches of a training step never wait for the device.
         self._host_steps: int | None = None

@@ -1,9 +1,11 @@
-"""Measuring one call: wall and CPU time (CUDA events on a GPU), peak memory, FLOPs, and where it ran.
+"""Measuring one call: wall and CPU time (CUDA events on a GPU), peak memory, FLOPs, device traffic, where it ran.
 
 The primitives under the sampling-speed harness (genbench/metrics/speed.py), free of models and configs. Timing
 follows common benchmark practice: warm-up, device synchronisation, CUDA events, median of repeats (as nanoGPT's
 bench.py and `torch.utils.benchmark` do). FLOPs are counted by `torch.utils.flop_counter` (2 per multiply-add of
-matrix products and convolutions); peak FLOP/s come from NVIDIA's data sheets.
+matrix products and convolutions); peak FLOP/s come from NVIDIA's data sheets. Device traffic (ops, syncs,
+host-device copies, float64 ops) is counted by a dispatch mode, so a CPU run on the `meta` device finds what would
+stall a GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from genbench.results import device_name
@@ -203,17 +206,19 @@ class Traffic:
 
     `syncs` are reads that make the host wait for the device: a scalar read of a device tensor or an op with a
     data-dependent output shape. `host_reads` are scalar reads of host tensors (an optimizer's CPU step count):
-    free on any device, counted apart. `copies` are host <-> device transfers, either way.
+    free on any device, counted apart. `copies` are host <-> device transfers, either way. `float64` counts device
+    ops with a double-precision output (slow on most GPUs).
     """
 
     ops: int = 0
     syncs: int = 0
     copies: int = 0
     host_reads: int = 0
+    float64: int = 0
     where: collections.Counter = field(default_factory=collections.Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ops": self.ops, "syncs": self.syncs, "copies": self.copies, "host_reads": self.host_reads}
+        return {k: getattr(self, k) for k in ("ops", "syncs", "copies", "host_reads", "float64")}
 
 
 def _on_device(t: object) -> bool:
@@ -221,11 +226,11 @@ def _on_device(t: object) -> bool:
 
 
 def _caller() -> str:
-    """The innermost frame outside torch and this file: the line of code that asked for the sync or copy."""
+    """The innermost frame outside torch and this file, `folder/file.py:line in function`: the code that asked."""
     for frame in reversed(traceback.extract_stack()):
         if not frame.filename.startswith(_TORCH_DIR) and frame.filename != __file__:
             parts = Path(frame.filename).parts
-            return f"{'/'.join(parts[-2:])}:{frame.lineno}"
+            return f"{'/'.join(parts[-2:])}:{frame.lineno} in {frame.name}"
     return "?"
 
 
@@ -257,7 +262,11 @@ class _DispatchCounter(TorchDispatchMode):
             if len(devices) == 2:
                 t.copies += 1
                 t.where[f"{_caller()} copy"] += 1
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        if any(_on_device(o) and o.dtype == torch.float64 for o in tree_leaves(out)):
+            t.float64 += 1
+            t.where[f"{_caller()} float64"] += 1
+        return out
 
 
 class _FactoryCounter(TorchFunctionMode):
