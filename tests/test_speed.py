@@ -91,6 +91,7 @@ def sweep_cfg(**overrides: object) -> DictConfig:
     """A tiny CPU sweep config: the keys of conf/speed/default.yaml."""
     base = OmegaConf.load(CONF / "speed" / "default.yaml")
     tiny = {"batch_sizes": [1, 2, 4, 8], "max_batch": 8, "repeats": 2, "warmup": 0, "min_repeats": 1, "budget_s": None}
+    tiny["dtypes"] = ["fp32"]
     return OmegaConf.merge(base, tiny, overrides)
 
 
