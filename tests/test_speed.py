@@ -198,17 +198,79 @@ def test_budget_prediction_follows_the_measured_growth_with_batch_size() -> None
     assert "predicted 4 s" in speed._over_budget(pts(0.5, 2.0), 64, sc)  # slope 1/2: 2 s * 4**0.5 = 4 s/call
 
 
-def test_cpu_sweeps_fp32_only_and_unknown_dtypes_are_refused() -> None:
-    points = speed.sweep(TinyLinear(SPEC), sweep_cfg(modes=["fast"], dtypes=["fp32", "bf16"]), torch.Generator())
-    assert {p["dtype"] for p in points} == {"fp32"}
+def test_reduced_precision_runs_under_cpu_autocast_and_unknown_dtypes_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = TinyLinear(SPEC)
+    assert speed.sampler(model, 2, "fast", "bf16", None)().dtype == torch.bfloat16  # autocast really applied
+    assert speed.sampler(model, 2, "fast", "fp32", None)().dtype == torch.float32
+    points = speed.sweep(model, sweep_cfg(modes=["fast"], dtypes=["fp32", "bf16"]), torch.Generator())
+    assert {(p["dtype"], p["status"]) for p in points} == {("fp32", "ok"), ("bf16", "ok")}
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: False)
+    points = speed.sweep(model, sweep_cfg(modes=["fast"], dtypes=["fp32", "bf16"]), torch.Generator())
+    bf16 = [p for p in points if p["dtype"] == "bf16"]
+    assert [(p["status"], p["batch_size"]) for p in bf16] == [("unsupported", 1)] and "autocast" in bf16[0]["error"]
     with pytest.raises(GenbenchError, match="fp8"):
-        speed.sweep(TinyLinear(SPEC), sweep_cfg(dtypes=["fp8"]), torch.Generator())
+        speed.sweep(model, sweep_cfg(dtypes=["fp8"]), torch.Generator())
 
 
 def test_compiled_variant_is_measured_apart() -> None:
     sc = sweep_cfg(modes=["fast"], batch_sizes=[2], compile=[False, True], compile_backend="eager", flops=False)
     points = speed.sweep(TinyLinear(SPEC), sc, torch.Generator())
     assert [(p["compile"], p["status"]) for p in points] == [(False, "ok"), (True, "ok")]
+
+
+class Chain(GenerativeModel):
+    """A sequential sampler (a chain of `steps` network evaluations); `direct=True` uses the weights without
+    calling the network's forward, as cached PixelCNN does; `modules=False` has no module at all, as the DBM."""
+
+    def __init__(self, spec: DataSpec, steps: int = 3, direct: bool = False, modules: bool = True) -> None:
+        super().__init__(spec)
+        self.steps, self.direct = steps, direct
+        if modules:
+            self.net = nn.Linear(spec.dim, spec.dim)
+        else:
+            self.weight = nn.Parameter(torch.eye(spec.dim))
+
+    def network_evaluations(self, mode: str | None = None) -> int:
+        return self.steps
+
+    def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
+        x = randn((n, self.spec.dim), generator, self.device)
+        for _ in range(self.steps):
+            if not hasattr(self, "net"):
+                x = torch.tanh(x @ self.weight)
+            elif self.direct:
+                x = torch.tanh(nn.functional.linear(x, self.net.weight, self.net.bias))
+            else:
+                x = torch.tanh(self.net(x))
+        return x.view(n, *self.spec.shape)
+
+
+def test_compiled_variants_record_what_they_compiled() -> None:
+    sc = {"batch_sizes": [2], "compile": [True], "compile_backend": "eager", "flops": False}
+    (one_pass,) = speed.sweep(TinyLinear(SPEC), sweep_cfg(modes=["fast"], **sc), torch.Generator())
+    assert one_pass["compile_target"] == "sample()" and one_pass["compiled_graphs"] >= 1
+    assert one_pass["compiled_calls"] >= 1 + one_pass["repeats"]  # every call ran compiled code
+    chain = Chain(SPEC)
+    (seq,) = speed.sweep(chain, sweep_cfg(**sc), torch.Generator())
+    assert seq["status"] == "ok" and seq["compiled_graphs"] >= 1
+    assert seq["compiled_calls"] == (1 + seq["repeats"]) * chain.steps  # one compiled forward per chain step
+    assert seq["compile_target"] == "forward of net (sample() loop eager)"
+    assert "forward" not in vars(chain.net)  # the compiled forward is gone after the variant: the model is eager
+    (direct,) = speed.sweep(Chain(SPEC, direct=True), sweep_cfg(**sc), torch.Generator())
+    assert direct["status"] == "ok" and direct["compiled_calls"] == 0  # honest: nothing it ran was compiled
+    (bare,) = speed.sweep(Chain(SPEC, modules=False), sweep_cfg(**sc), torch.Generator())
+    assert bare["status"] == "skipped" and bare["compile"] is True and "no module" in bare["error"]
+
+
+def test_evaluate_draws_noise_on_the_models_device() -> None:
+    """The run record's speed metric times sampling with no host-to-device copy (meta stands in for a GPU)."""
+    cfg = OmegaConf.create({"speed": {"enabled": True, "n": 4, "repeats": 2, "warmup": 0}})
+    model = Chain(SPEC, steps=20).to("meta")
+    with speed_timing.device_traffic() as traffic:
+        metrics = speed.evaluate(model, None, cfg, torch.Generator().manual_seed(0))
+    assert len(metrics) == 2 and traffic.copies == 0 and traffic.syncs == 0 and traffic.ops > 3 * 20
 
 
 def test_peak_memory_sees_a_large_allocation_on_cpu() -> None:

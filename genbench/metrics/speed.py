@@ -153,18 +153,20 @@ def measure_point(
     flops_per_sample: int | None,
     compiled: bool = False,
     sample: SampleFn | None = None,
+    counter: CountingBackend | None = None,
 ) -> dict[str, Any]:
-    """Time one (mode, dtype, batch size) point; `sample` is the compiled sampler of a compiled variant.
+    """Time one (mode, dtype, batch size) point; `sample` and `counter` come from `compiled_sampling`.
 
     An out-of-memory error becomes a point with status `oom`. Any other error is a bug in plain fp32 eager sampling
     (the model contract) and is raised; under autocast or compilation, which a model may not support, it becomes a
     point with status `error` and its message, so one unsupported variant does not end a long GPU sweep. A compiled
-    point records the graphs compiled and the graph breaks met during its calls (`compiled_graphs`, `graph_breaks`).
+    point records what its calls compiled and ran: `compiled_graphs`, `graph_breaks`, and `compiled_calls`, the
+    calls of compiled graphs (0: nothing it ran was compiled).
     """
     device = model.device
     point: dict[str, Any] = {"mode": mode, "dtype": dtype, "batch_size": batch_size}
     call = sampler(model, batch_size, mode, dtype, generator, sample)
-    before = _dynamo_counts() if compiled else None
+    before = (*_dynamo_counts(), counter.graphs, counter.calls) if counter is not None else None
     try:
         with torch.inference_mode(), peak_memory(device) as memory:
             timing = time_calls(call, device, int(sc.repeats), int(sc.warmup), sc.budget_s, int(sc.min_repeats))
@@ -176,8 +178,9 @@ def measure_point(
     else:
         status = "ok"
     if before is not None:
-        after = _dynamo_counts()
-        point.update(compiled_graphs=after[0] - before[0], graph_breaks=after[1] - before[1])
+        after = (*_dynamo_counts(), counter.graphs, counter.calls)
+        point.update(graph_breaks=after[1] - before[1], compiled_graphs=after[2] - before[2])
+        point["compiled_calls"] = after[3] - before[3]
     if status != "ok":  # out of the except block, so the traceback no longer holds the failed batch's tensors
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -209,12 +212,13 @@ def sweep_batches(
     flops_per_sample: int | None,
     compiled: bool = False,
     sample: SampleFn | None = None,
+    counter: CountingBackend | None = None,
 ) -> list[dict[str, Any]]:
     """Points at growing batch sizes until memory runs out, the list ends, or the next point would break the budget."""
     sizes = [int(b) for b in sc.batch_sizes if int(b) <= int(sc.max_batch)]
     points: list[dict[str, Any]] = []
     for i, batch in enumerate(sizes):
-        point = measure_point(model, mode, dtype, batch, sc, generator, flops_per_sample, compiled, sample)
+        point = measure_point(model, mode, dtype, batch, sc, generator, flops_per_sample, compiled, sample, counter)
         log.info("speed %s %s batch %d: %s", mode, dtype, batch, _point_summary(point))
         points.append(point)
         if point["status"] != "ok":
@@ -267,6 +271,29 @@ def _dynamo_counts() -> tuple[int, int]:
     return counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
 
 
+class CountingBackend:
+    """A torch.compile backend that counts the graphs it compiles and the calls of its compiled graphs.
+
+    A new one per compiled variant also keeps an earlier variant's cached graphs out (dynamo checks the backend).
+    """
+
+    def __init__(self, backend: str) -> None:
+        from torch._dynamo import lookup_backend  # imported here: loading the compiler stack costs seconds
+
+        self.name, self.inner = backend, lookup_backend(backend)
+        self.graphs = self.calls = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Callable[..., Any]:
+        self.graphs += 1
+        compiled = self.inner(gm, example_inputs)
+
+        def run(*args: Any) -> Any:
+            self.calls += 1
+            return compiled(*args)
+
+        return run
+
+
 def networks(model: GenerativeModel) -> list[tuple[str, nn.Module]]:
     """The modules whose forward a sampler may call: the model itself if its class has a forward, else its children
     with one (looking inside ModuleList/ModuleDict containers)."""
@@ -284,26 +311,30 @@ def networks(model: GenerativeModel) -> list[tuple[str, nn.Module]]:
 
 
 @contextlib.contextmanager
-def compiled_sampling(model: GenerativeModel, mode: str, backend: str) -> Iterator[tuple[SampleFn | None, str]]:
-    """What a compiled variant compiles, and a note saying so: `(sample function or None, target)`.
+def compiled_sampling(
+    model: GenerativeModel, mode: str, backend: str
+) -> Iterator[tuple[SampleFn | None, str, CountingBackend]]:
+    """What a compiled variant compiles: `(sample function or None, target in words, its counting backend)`.
 
     A one-pass sampler (one network evaluation per sample) is compiled whole: `torch.compile(model.sample)`. A
     sequential sampler (a chain, or one step per sub-pixel) would be unrolled by the compiler, so its networks'
     forwards are compiled instead (restored on exit) and its Python loop stays eager; a sampler that reaches its
     weights without calling a forward (a DBM's matrices, cached PixelCNN's per-pixel matmuls) compiles nothing,
-    which the points' `compiled_graphs` (0) show. None: there is nothing to compile at all.
+    which the points' `compiled_calls` (0) show. None: there is nothing to compile at all.
     """
+    counter = CountingBackend(backend)
     if model.network_evaluations(mode) == 1:
-        yield torch.compile(model.sample, backend=backend), "sample()"
+        yield torch.compile(model.sample, backend=counter), "sample()", counter
         return
     targets = networks(model)
     if not targets:
-        yield None, "nothing: the model has no module with a forward"
+        yield None, "nothing: the model has no module with a forward", counter
         return
     for _, module in targets:
-        module.forward = torch.compile(module.forward, backend=backend)
+        module.forward = torch.compile(module.forward, backend=counter)
     try:
-        yield model.sample, "forward of " + ", ".join(name for name, _ in targets) + " (sample() loop eager)"
+        names = ", ".join(name for name, _ in targets)
+        yield model.sample, f"forward of {names} (sample() loop eager)", counter
     finally:
         for _, module in targets:
             del module.forward  # the instance attribute goes; the class's forward is back
@@ -329,7 +360,8 @@ def sweep(model: GenerativeModel, sc: DictConfig, generator: torch.Generator | N
     variants = [bool(c) for c in sc.compile] if _is_list(sc.compile) else [bool(sc.compile)]
     for compiled in variants:
         for mode in modes:
-            with compiled_sampling(model, mode, sc.compile_backend) if compiled else _eager(model) as (fn, target):
+            variant = compiled_sampling(model, mode, sc.compile_backend) if compiled else _eager(model)
+            with variant as (fn, target, counter):
                 for dtype in sc.dtypes:
                     head = {"mode": mode, "dtype": dtype, "compile": compiled}
                     if compiled:
@@ -340,14 +372,14 @@ def sweep(model: GenerativeModel, sc: DictConfig, generator: torch.Generator | N
                     elif fn is None:
                         points.append({**head, "batch_size": first_batch, "status": "skipped", "error": target})
                     else:
-                        batches = sweep_batches(model, mode, dtype, sc, generator, flops[mode], compiled, fn)
+                        batches = sweep_batches(model, mode, dtype, sc, generator, flops[mode], compiled, fn, counter)
                         points += [{**p, **head} for p in batches]
     return points
 
 
 @contextlib.contextmanager
-def _eager(model: GenerativeModel) -> Iterator[tuple[SampleFn, str]]:
-    yield model.sample, "eager"
+def _eager(model: GenerativeModel) -> Iterator[tuple[SampleFn, str, None]]:
+    yield model.sample, "eager", None
 
 
 def _is_list(value: object) -> bool:
