@@ -259,7 +259,7 @@ def compiled_train_step(
         with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             torch.compile(probe.train_step, backend=backend)(batch)
     except Exception as err:  # any compiler failure: record it and train eagerly, as train.compile promises
-        info["error"] = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"
+        info["error"] = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
         log.warning("train.compile: falling back to eager: %s", info["error"])
         return model.train_step, info
     finally:
