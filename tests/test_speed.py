@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -374,3 +377,66 @@ def test_run_speed_skips_a_model_that_refuses_the_data_and_says_why(tmp_path: Pa
     assert gan["status"] == "ok" and gan["shape"] == "2" and gan["points"]
     assert pixelcnn["status"] == "skipped" and pixelcnn["points"] == [] and "toy2d" in pixelcnn["error"]
     assert "Not measured: pixelcnn" in (tmp_path / "toy" / "speed_table.md").read_text()
+
+
+# ----------------------------------------------------------------------------- the prepared GPU run, in smoke mode
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCKER = """
+import importlib.abc, sys
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is blocked: the GPU machine may not have it")
+sys.meta_path.insert(0, Blocked())
+"""
+
+
+def run_gpu_bench(tmp_path: Path, blocked: set[str], *args: str) -> tuple[dict, subprocess.CompletedProcess]:
+    """benchmarks/gpu_bench.py --smoke in a fresh interpreter where the `blocked` packages cannot be imported."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=sorted(blocked)))
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    out = tmp_path / "out"
+    command = [sys.executable, "benchmarks/gpu_bench.py", "--smoke", "--out", str(out), *args]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "gpu_bench.json").read_text()), proc
+
+
+@pytest.mark.slow
+def test_gpu_bench_smoke_covers_every_model_without_hydra_omegaconf_or_yaml(tmp_path: Path) -> None:
+    record, proc = run_gpu_bench(tmp_path, {"hydra", "omegaconf", "antlr4", "yaml"}, "--limit-s", "45")
+    # the limit: parts stop at their shares; a call that overruns its prediction is the watchdog's (10 s later)
+    assert record["finished_by"] == "completed" and record["wall_s"] <= 45 + 10, proc.stdout[-2000:]
+    assert record["environment"]["yaml_reader"] == "minimal" and record["smoke"] is True
+    assert list(record["parts"]) == ["speed_28", "pixelcnn", "train", "frechet", "speed_32"]
+    models = {p.stem for p in (CONF / "model").glob("*.yaml")}
+    for name in ("speed_28", "speed_32"):
+        part = record["parts"][name]
+        measured = {r["model"] for r in part["results"] if r["status"] == "ok" and r["batch_size"] == 1}
+        said = {s.split(" ")[0] for s in part["skipped"]}
+        assert models <= measured | said, (name, models - measured - said, part["skipped"])  # or said why not
+        assert {r["status"] for r in part["results"]} <= {"ok", "oom", "error"}, part["results"]
+    train = {r["model"]: r for r in record["parts"]["train"]["results"]}
+    assert set(train) == models
+    amp_skipped = {s.split(":")[0] for s in record["parts"]["train"]["skipped"] if "autocast" in s}
+    for name, r in train.items():  # a budget may leave no room for the bf16 check; then the record says so
+        assert r["status"] == "ok" and r["finite"] and r["steps"] > 0, name
+        assert r.get("amp", {}).get("status") == "ok" or name in amp_skipped, name
+    same = [r for r in record["parts"]["pixelcnn"]["results"] if r["check"] == "same samples"]
+    assert same and all(r["equal_fraction"] == 1.0 for r in same)  # cached and naive PixelCNN agree
+    fd = {r["route"]: r["value"] for r in record["parts"]["frechet"]["results"] if r["check"] == "frechet"}
+    assert fd["genbench_numpy_cpu"] == pytest.approx(fd["pytorch_fid_cpu"], rel=1e-9)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    for heading in ("Smoke run", "## Time plan", "## Sampling speed at 8x8x3", "## Training on the device"):
+        assert heading in summary, heading
+    assert (tmp_path / "out" / "summary.png").stat().st_size > 0 and "wrote" in proc.stdout
+
+
+def test_gpu_bench_records_why_a_part_is_skipped(tmp_path: Path) -> None:
+    record, _ = run_gpu_bench(tmp_path, {"pytorch_fid"}, "--parts", "frechet")
+    part = record["parts"]["frechet"]
+    assert [r["route"] for r in part["results"]] == ["genbench_numpy_cpu"]
+    assert any("pytorch-fid is not installed" in s for s in part["skipped"])
