@@ -235,6 +235,8 @@ def part_speed(run: Run, name: str, budget: Budget, guesses: dict[tuple[str, str
         entry["skipped"] += [f"{model_name} {mode} {dtype}: {s}" for s in skipped]
         if first is not None:  # seconds per sequential network evaluation: the next dtype's or size's guess
             guesses[key] = first["latency_median_s"] / evaluations
+        if device.type == "cuda":  # what the allocator keeps from a huge batch would crowd the next line
+            torch.cuda.empty_cache()
         largest = next((p for p in points if p.get("largest")), None)
         run.say(
             f"{name} {model_name} {mode} {dtype}: "

@@ -136,8 +136,7 @@ def equivalent_rows(record: dict[str, Any]) -> list[list[Any]]:
 def train_rows(part: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for r in part.get("results", []):
-        t = r.get("traffic", {})
-        step, sample = t.get("train_step", {}), t.get("sample", {})
+        step = r.get("traffic", {})
         rows.append(
             [
                 r["model"],
@@ -148,7 +147,7 @@ def train_rows(part: dict[str, Any]) -> list[list[Any]]:
                 r.get("finite"),
                 (r.get("amp") or {}).get("status"),
                 f"{step.get('syncs', '–')}/{step.get('copies', '–')}",
-                f"{sample.get('syncs', '–')}/{sample.get('copies', '–')}",
+                step.get("ops"),
                 step.get("cuda_sync_warnings"),
                 r.get("error", ""),
             ]
@@ -235,7 +234,7 @@ def markdown(record: dict[str, Any]) -> str:
                 "finite",
                 "bf16 amp",
                 "step syncs/copies",
-                "sample syncs/copies",
+                "step ops",
                 "CUDA sync warnings",
                 "error",
             ],
@@ -250,7 +249,8 @@ def markdown(record: dict[str, Any]) -> str:
             for r in results
             if r.get("check") == "frechet"
         ]
-        text += "\n## Fréchet distance of random 2048-d statistics (1 call on the CPU, best of 3 on a GPU)\n\n"
+        dim = results[0]["dim"] if results else "–"
+        text += f"\n## Fréchet distance of random {dim}-d statistics (1 call on the CPU, best of 3 on a GPU)\n\n"
         text += _table(["route", "dim", "best s", "value", "relative difference vs pytorch-fid"], rows)
         rows = [
             [r["dtype"], r["batch_size"], r.get("latency_median_s"), r.get("throughput"), r.get("error", "")]

@@ -66,8 +66,12 @@ class GenerativeModel(nn.Module):
         """Create the model's optimizers from its own hyper-parameters, keep and return them."""
         raise NotImplementedError
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
-        """One update on a batch `x` in data space; returns scalars to log (first one is the loss)."""
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """One update on a batch `x` in data space; returns scalars to log (first one is the loss).
+
+        Return 0-dim tensors (detached) rather than `.item()`s: the trainer reads them once per logging interval, so
+        a GPU step never waits for the host. Python floats are accepted too.
+        """
         raise NotImplementedError
 
     def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
