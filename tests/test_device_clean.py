@@ -221,3 +221,31 @@ def test_a_host_generator_seeds_one_device_generator_per_state(monkeypatch: pyte
     torch.rand(1, generator=host)  # the host generator used for something else: a new, different derivation
     other = device_generator(host, meta)
     assert other is not again and other.initial_seed() != first.initial_seed()
+
+
+# ----------------------------------------------------------------------------- host copies of device state
+
+
+def test_host_copies_of_step_counters_and_init_flags_follow_a_loaded_state() -> None:
+    """The DBM's step counter and ActNorm's init flag are read once on the host; a loaded state dict (a resume)
+    must be read again, or a resumed run would take the wrong training phase or skip/redo an initialisation."""
+    x = torch.randint(0, 256, (4, *IMAGES.shape)) / 255.0
+    trained, fresh = build("dbm", IMAGES), build("dbm", IMAGES)
+    for model in (trained, fresh):
+        model.configure_optimizers()
+    for _ in range(5):  # past pretrain_steps=4: joint phase
+        trained.train_step(x)
+    fresh.train_step(x)  # its host copy now says 1 step
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.train_step(x)["phase"] == 2.0 and int(fresh.num_steps) == 6 and fresh._steps_done() == 6
+    assert int(fresh.data_count) == 6 * len(x)
+
+    flow, untrained = build("realnvp", IMAGES), build("realnvp", IMAGES)
+    flow.configure_optimizers()
+    flow.train_step(x)  # initializes every ActNorm from this batch
+    norms = [m for m in flow.modules() if type(m).__name__ == "ActNorm"]
+    assert norms and all(m._host_initialized and bool(m.initialized) for m in norms)
+    flow.load_state_dict(untrained.state_dict())  # back to uninitialized layers
+    assert all(m._host_initialized is None and not bool(m.initialized) for m in norms)
+    flow.train_step(x)  # so this step initializes them again
+    assert all(m._host_initialized and bool(m.initialized) for m in norms)
