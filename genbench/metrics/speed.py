@@ -166,7 +166,7 @@ def measure_point(
     device = model.device
     point: dict[str, Any] = {"mode": mode, "dtype": dtype, "batch_size": batch_size}
     call = sampler(model, batch_size, mode, dtype, generator, sample)
-    before = (*_dynamo_counts(), counter.graphs, counter.calls) if counter is not None else None
+    before = (_graph_breaks(), counter.graphs, counter.calls) if counter is not None else None
     try:
         with torch.inference_mode(), peak_memory(device) as memory:
             timing = time_calls(call, device, int(sc.repeats), int(sc.warmup), sc.budget_s, int(sc.min_repeats))
@@ -178,9 +178,9 @@ def measure_point(
     else:
         status = "ok"
     if before is not None:
-        after = (*_dynamo_counts(), counter.graphs, counter.calls)
-        point.update(graph_breaks=after[1] - before[1], compiled_graphs=after[2] - before[2])
-        point["compiled_calls"] = after[3] - before[3]
+        after = (_graph_breaks(), counter.graphs, counter.calls)
+        point.update(graph_breaks=after[0] - before[0], compiled_graphs=after[1] - before[1])
+        point["compiled_calls"] = after[2] - before[2]
     if status != "ok":  # out of the except block, so the traceback no longer holds the failed batch's tensors
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -264,11 +264,11 @@ def _point_summary(point: dict[str, Any]) -> str:
     return f"{point['throughput']:.4g} samples/s, {median:.4g} s/batch, first call {first:.4g} s"
 
 
-def _dynamo_counts() -> tuple[int, int]:
-    """(graphs compiled, graph breaks) so far in this process, from torch._dynamo's counters."""
+def _graph_breaks() -> int:
+    """Graph breaks so far in this process, from torch._dynamo's counters."""
     from torch._dynamo.utils import counters  # imported here: loading the compiler stack costs seconds
 
-    return counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+    return sum(counters["graph_break"].values())
 
 
 class CountingBackend:
