@@ -15,7 +15,7 @@ endif
 DIR ?= $(shell ls -td results/sweeps/*/ 2>/dev/null | head -n 1)
 COMMA := ,
 
-.PHONY: install test bench bench-metrics lint compare speed report clean
+.PHONY: install test bench bench-metrics lint compare speed report clean gpu-bench
 
 install: $(STAMP)
 
@@ -63,3 +63,11 @@ report: install
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# make gpu-bench: the prepared GPU run (benchmarks/gpu_bench.py), at most 8 minutes on one GPU, records, summary and
+# plot under results/gpu/<device>/. make gpu-bench SMOKE=1: the same script on the CPU at tiny sizes (what CI runs),
+# output in a temporary folder. No install step: it runs from the repository with PYTHONPATH=. on whichever Python
+# has torch (this checkout's .venv if there is one), and needs no hydra, omegaconf or antlr4.
+GPU_BENCH_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-bench:
+	PYTHONPATH=. $(GPU_BENCH_PYTHON) benchmarks/gpu_bench.py $(if $(SMOKE),--smoke) $(ARGS)

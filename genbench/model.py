@@ -10,6 +10,7 @@ discrete model returns `log P(k) + D * log L` (DESIGN.md, "Units").
 
 from __future__ import annotations
 
+import weakref
 from typing import ClassVar, Literal
 
 import torch
@@ -65,8 +66,12 @@ class GenerativeModel(nn.Module):
         """Create the model's optimizers from its own hyper-parameters, keep and return them."""
         raise NotImplementedError
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
-        """One update on a batch `x` in data space; returns scalars to log (first one is the loss)."""
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """One update on a batch `x` in data space; returns scalars to log (first one is the loss).
+
+        Return 0-dim tensors (detached) rather than `.item()`s: the trainer reads them once per logging interval, so
+        a GPU step never waits for the host. Python floats are accepted too.
+        """
         raise NotImplementedError
 
     def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
@@ -124,20 +129,54 @@ def has_decoder(model: GenerativeModel) -> bool:
     return callable(getattr(model, "decode", None)) and getattr(model, "latent_dim", None) is not None
 
 
-def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard normal noise drawn from `generator` (a CPU generator is fine for any device).
+# Device generators derived from host generators: {host generator: {device: (host state after the derivation,
+# device generator)}}. Weak keys, so a finished run's generators are not kept alive.
+_DERIVED: weakref.WeakKeyDictionary[torch.Generator, dict[str, tuple[torch.Tensor, torch.Generator | None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
-    Drawing on the generator's own device and moving the result keeps samples identical across
-    devices for one generator state.
+
+def _device_key(device: torch.device) -> str:
+    if device.type == "cuda" and device.index is None:  # "cuda" means the current CUDA device
+        device = torch.device("cuda", torch.cuda.current_device())
+    return str(device)
+
+
+def device_generator(generator: torch.Generator | None, device: torch.device | str) -> torch.Generator | None:
+    """A generator that draws on `device`, derived from `generator` when that one lives elsewhere.
+
+    A generator already on `device` (or None, the device's global RNG) is returned as it is. A generator on another
+    device (the pipeline's CPU generator with a model on a GPU) seeds a device generator once, with one draw from
+    it; that device generator serves every later draw until the host generator's state changes (re-seeded, or used
+    for something else), when a new one is derived. Noise is then drawn where it is used, with no host-to-device
+    copy, and a run stays reproducible on its own device: a CPU run and a GPU run of one seed are each
+    reproducible, but they draw different numbers. Devices that cannot hold a generator (`meta`) get None.
     """
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+    device = torch.device(device)
+    if generator is None or _device_key(generator.device) == _device_key(device):
+        return generator
+    key = _device_key(device)
+    derived = _DERIVED.setdefault(generator, {})
+    state = generator.get_state()
+    if key in derived and torch.equal(derived[key][0], state):
+        return derived[key][1]
+    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+    try:
+        on_device: torch.Generator | None = torch.Generator(device=device).manual_seed(seed)
+    except RuntimeError:  # e.g. "META device type not an accelerator": there is no data to draw anyway
+        on_device = None
+    derived[key] = (generator.get_state(), on_device)
+    return on_device
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normal noise of `shape`, drawn on `device` from `generator` (see `device_generator`)."""
+    return torch.randn(shape, generator=device_generator(generator, device), device=device)
 
 
 def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Uniform `[0, 1)` noise drawn from `generator`, like `randn`."""
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=gen_device).to(device)
+    """Uniform `[0, 1)` noise drawn on `device`, like `randn`."""
+    return torch.rand(shape, generator=device_generator(generator, device), device=device)
 
 
 def draw_categorical(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -127,6 +127,8 @@ def _bench_stages(job: Job) -> dict[str, Any]:
         "stopped_by": result.stopped_by,
         "resumed_from": result.resumed_from,
         "batch_size": train_cfg.batch_size,
+        "precision": result.precision,
+        "compile": result.compile,
     }
     job.stage = "evaluation"
     figures.save_curve_plot(run_dir / CURVE_NAME, run_dir / CURVE_PLOT_NAME, title=meta["model_name"])

@@ -100,6 +100,10 @@ def ais_log_partition(
 # ----------------------------------------------------------------------------- the model
 
 
+def _forget_host_counters(module: DBM, incompatible_keys: object) -> None:
+    module._host_steps = module._host_count = None
+
+
 class DBM(GenerativeModel):
     """Two-hidden-layer DBM on stochastically binarized images (Salakhutdinov & Hinton 2009).
 
@@ -166,7 +170,12 @@ class DBM(GenerativeModel):
         self.register_buffer("chain_v", torch.zeros(pcd_chains, dim))
         self.register_buffer("chain_h2", torch.zeros(pcd_chains, hidden2))
         self.register_buffer("data_mean", torch.full((dim,), 0.5))
-        self.register_buffer("data_count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("data_count", torch.zeros((), dtype=torch.long))  # examples seen (older files: float64)
+        # num_steps and data_count on the host, read once (None: not read yet, or a state dict was loaded since), so
+        # the branches of a training step never wait for the device.
+        self._host_steps: int | None = None
+        self._host_count: int | None = None
+        self.register_load_state_dict_post_hook(_forget_host_counters)
         self._log_z_key: tuple | None = None  # the parameter state the cached log Z belongs to
         self._log_z: dict[str, float | int] = {}
 
@@ -277,17 +286,26 @@ class DBM(GenerativeModel):
         opt = self.optimizers["sgd"]
         opt.zero_grad(set_to_none=True)  # parameters without a gradient this phase are left untouched
         for name, g in grads.items():
-            getattr(self, name).grad = -g
+            param = getattr(self, name)
+            param.grad = -g.to(param.dtype)  # under autocast g is bf16/fp16; a gradient has its parameter's dtype
         opt.step()
 
+    def _steps_done(self) -> int:
+        """Training steps taken, from the host copy (the buffers are read once after construction or a load)."""
+        if self._host_steps is None or self._host_count is None:
+            self._host_steps, self._host_count = int(self.num_steps), int(self.data_count)
+        return self._host_steps
+
     def _update_data_mean(self, v: torch.Tensor) -> None:
-        n = self.data_count + v.shape[0]
-        self.data_mean += (v.sum(0) - v.shape[0] * self.data_mean) / n.to(v.dtype)
-        self.data_count.copy_(n)
-        if int(self.num_steps) == 0:  # Hinton's guide: start the visible biases at the log odds of the data
+        steps = self._steps_done()
+        n = self._host_count + v.shape[0]
+        self.data_mean += (v.sum(0) - v.shape[0] * self.data_mean) / n
+        self.data_count.fill_(n)
+        self._host_count = n
+        if steps == 0:  # Hinton's guide: start the visible biases at the log odds of the data
             self.b.data.copy_(torch.logit(self.data_mean.clamp(1e-3, 1 - 1e-3)))
 
-    def _pretrain_bottom(self, v: torch.Tensor) -> dict[str, float]:
+    def _pretrain_bottom(self, v: torch.Tensor) -> dict[str, torch.Tensor | float]:
         """CD-k on the bottom RBM with its visible input counted twice (S&H 2009, Sec. 3.1)."""
         ph = torch.sigmoid(2 * (v @ self.W1) + self.c1)
         h = bernoulli(ph)
@@ -297,9 +315,9 @@ class DBM(GenerativeModel):
             h = bernoulli(ph_neg)
         n = v.shape[0]
         self._ascend({"W1": (v.T @ ph - pv.T @ ph_neg) / n, "b": (v - pv).mean(0), "c1": (ph - ph_neg).mean(0)})
-        return {"recon_error": float(((v - pv) ** 2).mean()), "phase": 0.0}
+        return {"recon_error": ((v - pv) ** 2).mean(), "phase": 0.0}
 
-    def _pretrain_top(self, v: torch.Tensor) -> dict[str, float]:
+    def _pretrain_top(self, v: torch.Tensor) -> dict[str, torch.Tensor | float]:
         """CD-k on the top RBM, data `h1 ~ p(h1 | v)` of the bottom one, its hidden input counted twice."""
         h1 = bernoulli(torch.sigmoid(2 * (v @ self.W1) + self.c1))
         ph2 = self.p_h2(h1)
@@ -311,11 +329,11 @@ class DBM(GenerativeModel):
         n = v.shape[0]
         grads = {"W2": (h1.T @ ph2 - ph1.T @ ph2_neg) / n, "c1_top": (h1 - ph1).mean(0), "c2": (ph2 - ph2_neg).mean(0)}
         self._ascend(grads)
-        return {"recon_error": float(((h1 - ph1) ** 2).mean()), "phase": 1.0}
+        return {"recon_error": ((h1 - ph1) ** 2).mean(), "phase": 1.0}
 
-    def _joint(self, v: torch.Tensor) -> dict[str, float]:
+    def _joint(self, v: torch.Tensor) -> dict[str, torch.Tensor | float]:
         """Mean-field data term, persistent-chain model term (S&H 2009, Sec. 2.2)."""
-        if int(self.num_steps) == self.pretrain_steps:  # first joint step: burn the chains in from noise
+        if self._steps_done() == self.pretrain_steps:  # first joint step: burn the chains in from noise
             self.chain_v.copy_(bernoulli(torch.full_like(self.chain_v, 0.5)))
             self.chain_h2.copy_(bernoulli(torch.full_like(self.chain_h2, 0.5)))
             for _ in range(100):
@@ -337,12 +355,12 @@ class DBM(GenerativeModel):
             "c1": mu1.mean(0) - h1_c.mean(0),
             "c2": mu2.mean(0) - ph2_c.mean(0),
         }
-        recon = float(((v - self.p_v(mu1)) ** 2).mean())
+        recon = ((v - self.p_v(mu1)) ** 2).mean()
         self._ascend(grads)
         return {"recon_error": recon, "phase": 2.0}
 
     @torch.no_grad()
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor | float]:
         """One update on a batch in [0, 1]: binarize stochastically, then the phase's update.
 
         Returns `recon_error` (squared error of the phase's one-step reconstruction: of `v` for the bottom RBM
@@ -351,7 +369,7 @@ class DBM(GenerativeModel):
         """
         v = binarize(x).flatten(1)  # (B, D)
         self._update_data_mean(v)
-        step, half = int(self.num_steps), self.pretrain_steps // 2
+        step, half = self._steps_done(), self.pretrain_steps // 2
         if step < half:
             out = self._pretrain_bottom(v)
         elif step < self.pretrain_steps:
@@ -359,9 +377,10 @@ class DBM(GenerativeModel):
         else:
             out = self._joint(v)
         self.num_steps += 1
+        self._host_steps = step + 1
         # Same keys in every phase (the trainer's curve has one column each): the mean-field value of
         # E_q[-E] + H(q), the bound on log p(v) + log Z, which training drives up relative to log Z.
-        out["neg_free_energy_mf"] = float(self.variational_bound(v, *self.mean_field(v, self.mf_steps)).mean())
+        out["neg_free_energy_mf"] = self.variational_bound(v, *self.mean_field(v, self.mf_steps)).mean()
         return out
 
     # ------------------------------------------------------------------ sampling and description

@@ -186,6 +186,10 @@ class ActNorm(FlowLayer):
         self.log_scale = nn.Parameter(torch.zeros(channels))
         # A buffer, so a loaded checkpoint does not re-initialise from its first batch.
         self.register_buffer("initialized", torch.tensor(False))
+        # Its value on the host, read once (None: not read yet, or a state dict was loaded since), so a training
+        # step does not wait for the device to say whether the layer is initialized.
+        self._host_initialized: bool | None = None
+        self.register_load_state_dict_post_hook(_forget_host_initialized)
 
     def _view(self, p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return p.view(1, -1, *[1] * (x.dim() - 2))  # (1, C, 1, 1) or (1, D)
@@ -196,9 +200,12 @@ class ActNorm(FlowLayer):
         self.loc.copy_(-per_channel.mean(1))
         self.log_scale.copy_(-torch.log(per_channel.std(1, unbiased=False).clamp_min(1e-3)))
         self.initialized.fill_(True)
+        self._host_initialized = True
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.training and not bool(self.initialized):
+        if self.training and self._host_initialized is None:
+            self._host_initialized = bool(self.initialized)
+        if self.training and not self._host_initialized:
             self._initialize(x)
         z = (x + self._view(self.loc, x)) * torch.exp(self._view(self.log_scale, x))
         positions = x[0, 0].numel()  # H*W for images, 1 for vectors
@@ -206,6 +213,10 @@ class ActNorm(FlowLayer):
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         return z * torch.exp(-self._view(self.log_scale, z)) - self._view(self.loc, z)
+
+
+def _forget_host_initialized(module: ActNorm, incompatible_keys: object) -> None:
+    module._host_initialized = None
 
 
 class LogitTransform(FlowLayer):

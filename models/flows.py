@@ -94,7 +94,7 @@ class _CouplingFlow(GenerativeModel):
         self.optimizers = {"flow": torch.optim.Adam(self.parameters(), lr=self.lr)}
         return self.optimizers
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """One maximum-likelihood step. `loss` is bits/dim for images, nats/example for toy data."""
         self.train()
         log_p = self.log_prob(x)  # the dequantization noise comes from the global RNG, as the trainer expects
@@ -105,9 +105,9 @@ class _CouplingFlow(GenerativeModel):
         objective.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
         opt.step()
-        nll = -float(log_p.mean().detach())
+        nll = -log_p.detach().mean()  # tensors: the trainer reads them when it logs
         loss = nll if self.is_toy else (nll + d * math.log(self.spec.levels)) / (d * math.log(2))
-        return {"loss": loss, "grad_norm": float(grad_norm)}
+        return {"loss": loss, "grad_norm": grad_norm}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:

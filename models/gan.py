@@ -161,7 +161,7 @@ class GAN(GenerativeModel):
 
     # --------------------------------------------------------------------- contract
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
         for _ in range(self.d_steps):
             with torch.no_grad():
@@ -176,7 +176,7 @@ class GAN(GenerativeModel):
         g_loss.backward()
         opt_g.step()
         self._update_ema()
-        return {"g_loss": g_loss.item(), "d_loss": d_loss.item()}
+        return {"g_loss": g_loss.detach(), "d_loss": d_loss.detach()}  # tensors: the trainer reads them when it logs
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -184,9 +184,10 @@ class GAN(GenerativeModel):
             return
         # Warm-up: early on the average follows the generator closely, so short runs do not sample their init.
         self.ema_updates += 1
-        decay = min(self.ema_decay, (1 + self.ema_updates.item()) / (10 + self.ema_updates.item()))
+        # On the device, so the step never waits for it: min(ema_decay, (1 + n) / (10 + n)).
+        decay = ((1 + self.ema_updates) / (10 + self.ema_updates)).clamp(max=self.ema_decay)
         for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
-            p_ema.lerp_(p, 1 - decay)
+            p_ema.lerp_(p, (1 - decay).to(p.dtype))
         for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             b_ema.copy_(b)
 

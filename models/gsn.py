@@ -168,13 +168,13 @@ class GSN(GenerativeModel):
             state = self.next_state(params)
         return total, first
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         opt = self.optimizers["adam"]
         total, first = self.walkback_loss(x)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-        return {"loss": total.item(), "recon_nll": first.item()}
+        return {"loss": total.detach(), "recon_nll": first.detach()}
 
     # ------------------------------------------------------------------ sampling
 

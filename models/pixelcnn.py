@@ -33,7 +33,14 @@ from torch import nn
 
 from genbench.data import DataSpec, to_levels
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, ModelFamily, draw_categorical, rand, require_discrete_images
+from genbench.model import (
+    GenerativeModel,
+    ModelFamily,
+    device_generator,
+    draw_categorical,
+    rand,
+    require_discrete_images,
+)
 
 # ----------------------------------------------------------------------------- layers
 
@@ -202,7 +209,7 @@ class PixelCNN(GenerativeModel):
         self.optimizers = {"adam": torch.optim.Adam(self.parameters(), lr=self.lr)}
         return self.optimizers
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One Adam step on the discrete NLL; returns it in bits/dim (the loss) and nats/example."""
         opt = self.optimizers["adam"]
         opt.zero_grad(set_to_none=True)
@@ -210,7 +217,7 @@ class PixelCNN(GenerativeModel):
         loss = nll.mean() / self.spec.dim  # nats/dim keeps the step size independent of image size
         loss.backward()
         opt.step()
-        return {"loss_bpd": loss.item() / math.log(2), "nll_nats": nll.mean().item()}
+        return {"loss_bpd": loss.detach() / math.log(2), "nll_nats": nll.detach().mean()}
 
     # ------------------------------------------------------------------ sampling
 
@@ -233,8 +240,7 @@ class PixelCNN(GenerativeModel):
         mode = self.check_mode(mode)
         device = self.device
         if self.num_classes is not None and labels is None:
-            gen_device = generator.device if generator is not None else device
-            labels = torch.randint(self.num_classes, (n,), generator=generator, device=gen_device).to(device)
+            labels = torch.randint(self.num_classes, (n,), generator=device_generator(generator, device), device=device)
         # One uniform per sub-pixel, drawn before any network output, in (row, column, colour) order.
         u = rand((n, self.H, self.W, self.C), generator, device).double()
         was_training = self.training

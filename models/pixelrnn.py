@@ -266,7 +266,7 @@ class PixelRNN(GenerativeModel):
         self.optimizers = {"model": torch.optim.Adam(self.parameters(), lr=self.lr)}
         return self.optimizers
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step on the mean NLL per sub-pixel (nats); also reports it in bits/dim."""
         if not self.optimizers:
             self.configure_optimizers()
@@ -278,7 +278,7 @@ class PixelRNN(GenerativeModel):
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.parameters(), self.grad_clip)
         opt.step()
-        value = loss.item()
+        value = loss.detach()
         return {"loss": value, "bits_per_dim": value / math.log(2)}
 
     def network_evaluations(self, mode: str | None = None) -> int:

@@ -171,14 +171,14 @@ class VAE(GenerativeModel):
         """
         return chunked_logmeanexp(lambda n: self._log_weights(x, n), k, chunk or self.chunk)
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         bound = torch.logsumexp(self._log_weights(x, self.train_k), dim=0) - math.log(self.train_k)
         loss = -bound.mean() / self.spec.dim  # per dimension, so the learning rate does not depend on image size
         opt = self.optimizers["adam"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss_nats_per_dim": loss.item()}
+        return {"loss_nats_per_dim": loss.detach()}
 
     # --------------------------------------------------------------------- sampling
 

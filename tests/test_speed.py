@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,6 +95,7 @@ def sweep_cfg(**overrides: object) -> DictConfig:
     """A tiny CPU sweep config: the keys of conf/speed/default.yaml."""
     base = OmegaConf.load(CONF / "speed" / "default.yaml")
     tiny = {"batch_sizes": [1, 2, 4, 8], "max_batch": 8, "repeats": 2, "warmup": 0, "min_repeats": 1, "budget_s": None}
+    tiny["dtypes"] = ["fp32"]
     return OmegaConf.merge(base, tiny, overrides)
 
 
@@ -198,17 +202,79 @@ def test_budget_prediction_follows_the_measured_growth_with_batch_size() -> None
     assert "predicted 4 s" in speed._over_budget(pts(0.5, 2.0), 64, sc)  # slope 1/2: 2 s * 4**0.5 = 4 s/call
 
 
-def test_cpu_sweeps_fp32_only_and_unknown_dtypes_are_refused() -> None:
-    points = speed.sweep(TinyLinear(SPEC), sweep_cfg(modes=["fast"], dtypes=["fp32", "bf16"]), torch.Generator())
-    assert {p["dtype"] for p in points} == {"fp32"}
+def test_reduced_precision_runs_under_cpu_autocast_and_unknown_dtypes_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = TinyLinear(SPEC)
+    assert speed.sampler(model, 2, "fast", "bf16", None)().dtype == torch.bfloat16  # autocast really applied
+    assert speed.sampler(model, 2, "fast", "fp32", None)().dtype == torch.float32
+    points = speed.sweep(model, sweep_cfg(modes=["fast"], dtypes=["fp32", "bf16"]), torch.Generator())
+    assert {(p["dtype"], p["status"]) for p in points} == {("fp32", "ok"), ("bf16", "ok")}
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: False)
+    points = speed.sweep(model, sweep_cfg(modes=["fast"], dtypes=["fp32", "bf16"]), torch.Generator())
+    bf16 = [p for p in points if p["dtype"] == "bf16"]
+    assert [(p["status"], p["batch_size"]) for p in bf16] == [("unsupported", 1)] and "autocast" in bf16[0]["error"]
     with pytest.raises(GenbenchError, match="fp8"):
-        speed.sweep(TinyLinear(SPEC), sweep_cfg(dtypes=["fp8"]), torch.Generator())
+        speed.sweep(model, sweep_cfg(dtypes=["fp8"]), torch.Generator())
 
 
 def test_compiled_variant_is_measured_apart() -> None:
     sc = sweep_cfg(modes=["fast"], batch_sizes=[2], compile=[False, True], compile_backend="eager", flops=False)
     points = speed.sweep(TinyLinear(SPEC), sc, torch.Generator())
     assert [(p["compile"], p["status"]) for p in points] == [(False, "ok"), (True, "ok")]
+
+
+class Chain(GenerativeModel):
+    """A sequential sampler (a chain of `steps` network evaluations); `direct=True` uses the weights without
+    calling the network's forward, as cached PixelCNN does; `modules=False` has no module at all, as the DBM."""
+
+    def __init__(self, spec: DataSpec, steps: int = 3, direct: bool = False, modules: bool = True) -> None:
+        super().__init__(spec)
+        self.steps, self.direct = steps, direct
+        if modules:
+            self.net = nn.Linear(spec.dim, spec.dim)
+        else:
+            self.weight = nn.Parameter(torch.eye(spec.dim))
+
+    def network_evaluations(self, mode: str | None = None) -> int:
+        return self.steps
+
+    def sample(self, n: int, generator: torch.Generator | None = None, mode: str | None = None) -> torch.Tensor:
+        x = randn((n, self.spec.dim), generator, self.device)
+        for _ in range(self.steps):
+            if not hasattr(self, "net"):
+                x = torch.tanh(x @ self.weight)
+            elif self.direct:
+                x = torch.tanh(nn.functional.linear(x, self.net.weight, self.net.bias))
+            else:
+                x = torch.tanh(self.net(x))
+        return x.view(n, *self.spec.shape)
+
+
+def test_compiled_variants_record_what_they_compiled() -> None:
+    sc = {"batch_sizes": [2], "compile": [True], "compile_backend": "eager", "flops": False}
+    (one_pass,) = speed.sweep(TinyLinear(SPEC), sweep_cfg(modes=["fast"], **sc), torch.Generator())
+    assert one_pass["compile_target"] == "sample()" and one_pass["compiled_graphs"] >= 1
+    assert one_pass["compiled_calls"] >= 1 + one_pass["repeats"]  # every call ran compiled code
+    chain = Chain(SPEC)
+    (seq,) = speed.sweep(chain, sweep_cfg(**sc), torch.Generator())
+    assert seq["status"] == "ok" and seq["compiled_graphs"] >= 1
+    assert seq["compiled_calls"] == (1 + seq["repeats"]) * chain.steps  # one compiled forward per chain step
+    assert seq["compile_target"] == "forward of net (sample() loop eager)"
+    assert "forward" not in vars(chain.net)  # the compiled forward is gone after the variant: the model is eager
+    (direct,) = speed.sweep(Chain(SPEC, direct=True), sweep_cfg(**sc), torch.Generator())
+    assert direct["status"] == "ok" and direct["compiled_calls"] == 0  # honest: nothing it ran was compiled
+    (bare,) = speed.sweep(Chain(SPEC, modules=False), sweep_cfg(**sc), torch.Generator())
+    assert bare["status"] == "skipped" and bare["compile"] is True and "no module" in bare["error"]
+
+
+def test_evaluate_draws_noise_on_the_models_device() -> None:
+    """The run record's speed metric times sampling with no host-to-device copy (meta stands in for a GPU)."""
+    cfg = OmegaConf.create({"speed": {"enabled": True, "n": 4, "repeats": 2, "warmup": 0}})
+    model = Chain(SPEC, steps=20).to("meta")
+    with speed_timing.device_traffic() as traffic:
+        metrics = speed.evaluate(EvalContext(model, None, cfg))
+    assert len(metrics) == 2 and traffic.copies == 0 and traffic.syncs == 0 and traffic.ops > 3 * 20
 
 
 def test_peak_memory_sees_a_large_allocation_on_cpu() -> None:
@@ -312,3 +378,66 @@ def test_run_speed_skips_a_model_that_refuses_the_data_and_says_why(tmp_path: Pa
     assert gan["status"] == "ok" and gan["shape"] == "2" and gan["points"]
     assert pixelcnn["status"] == "skipped" and pixelcnn["points"] == [] and "toy2d" in pixelcnn["error"]
     assert "Not measured: pixelcnn" in (tmp_path / "toy" / "speed_table.md").read_text()
+
+
+# ----------------------------------------------------------------------------- the prepared GPU run, in smoke mode
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCKER = """
+import importlib.abc, sys
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is blocked: the GPU machine may not have it")
+sys.meta_path.insert(0, Blocked())
+"""
+
+
+def run_gpu_bench(tmp_path: Path, blocked: set[str], *args: str) -> tuple[dict, subprocess.CompletedProcess]:
+    """benchmarks/gpu_bench.py --smoke in a fresh interpreter where the `blocked` packages cannot be imported."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=sorted(blocked)))
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    out = tmp_path / "out"
+    command = [sys.executable, "benchmarks/gpu_bench.py", "--smoke", "--out", str(out), *args]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "gpu_bench.json").read_text()), proc
+
+
+@pytest.mark.slow
+def test_gpu_bench_smoke_covers_every_model_without_hydra_omegaconf_or_yaml(tmp_path: Path) -> None:
+    record, proc = run_gpu_bench(tmp_path, {"hydra", "omegaconf", "antlr4", "yaml"}, "--limit-s", "45")
+    # the limit: parts stop at their shares; a call that overruns its prediction is the watchdog's (10 s later)
+    assert record["finished_by"] == "completed" and record["wall_s"] <= 45 + 10, proc.stdout[-2000:]
+    assert record["environment"]["yaml_reader"] == "minimal" and record["smoke"] is True
+    assert list(record["parts"]) == ["speed_28", "pixelcnn", "train", "frechet", "speed_32"]
+    models = {p.stem for p in (CONF / "model").glob("*.yaml")}
+    for name in ("speed_28", "speed_32"):
+        part = record["parts"][name]
+        measured = {r["model"] for r in part["results"] if r["status"] == "ok" and r["batch_size"] == 1}
+        said = {s.split(" ")[0] for s in part["skipped"]}
+        assert models <= measured | said, (name, models - measured - said, part["skipped"])  # or said why not
+        assert {r["status"] for r in part["results"]} <= {"ok", "oom", "error"}, part["results"]
+    train = {r["model"]: r for r in record["parts"]["train"]["results"]}
+    assert set(train) == models
+    amp_skipped = {s.split(":")[0] for s in record["parts"]["train"]["skipped"] if "autocast" in s}
+    for name, r in train.items():  # a budget may leave no room for the bf16 check; then the record says so
+        assert r["status"] == "ok" and r["finite"] and r["steps"] > 0, name
+        assert r.get("amp", {}).get("status") == "ok" or name in amp_skipped, name
+    same = [r for r in record["parts"]["pixelcnn"]["results"] if r["check"] == "same samples"]
+    assert same and all(r["equal_fraction"] == 1.0 for r in same)  # cached and naive PixelCNN agree
+    fd = {r["route"]: r["value"] for r in record["parts"]["frechet"]["results"] if r["check"] == "frechet"}
+    assert fd["genbench_numpy_cpu"] == pytest.approx(fd["pytorch_fid_cpu"], rel=1e-9)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    for heading in ("Smoke run", "## Time plan", "## Sampling speed at 8x8x3", "## Training on the device"):
+        assert heading in summary, heading
+    assert (tmp_path / "out" / "summary.png").stat().st_size > 0 and "wrote" in proc.stdout
+
+
+def test_gpu_bench_records_why_a_part_is_skipped(tmp_path: Path) -> None:
+    record, _ = run_gpu_bench(tmp_path, {"pytorch_fid"}, "--parts", "frechet")
+    part = record["parts"]["frechet"]
+    assert [r["route"] for r in part["results"]] == ["genbench_numpy_cpu"]
+    assert any("pytorch-fid is not installed" in s for s in part["skipped"])

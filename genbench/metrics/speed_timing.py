@@ -1,25 +1,32 @@
-"""Measuring one call: wall and CPU time (CUDA events on a GPU), peak memory, FLOPs, and where it ran.
+"""Measuring one call: wall and CPU time (CUDA events on a GPU), peak memory, FLOPs, device traffic, where it ran.
 
 The primitives under the sampling-speed harness (genbench/metrics/speed.py), free of models and configs. Timing
 follows common benchmark practice: warm-up, device synchronisation, CUDA events, median of repeats (as nanoGPT's
 bench.py and `torch.utils.benchmark` do). FLOPs are counted by `torch.utils.flop_counter` (2 per multiply-add of
-matrix products and convolutions); peak FLOP/s come from NVIDIA's data sheets.
+matrix products and convolutions); peak FLOP/s come from NVIDIA's data sheets. Device traffic (ops, syncs,
+host-device copies, float64 ops) is counted by a dispatch mode, so a CPU run on the `meta` device finds what would
+stall a GPU.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import platform
 import re
 import resource
 import statistics
 import time
+import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from genbench.results import device_name
@@ -72,12 +79,15 @@ def _timed_call(fn: Callable[[], object], device: torch.device) -> tuple[float, 
     """Wall and process-CPU seconds of one call of `fn`; on CUDA the wall time is between two recorded events."""
     cpu_start = time.process_time()
     if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize(device)  # kernels are asynchronous: wait before reading the events
+        # Events record on the current stream of the current device: make that `device` (train.device=cuda:1 must
+        # not time cuda:0's stream).
+        with torch.cuda.device(device):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)  # kernels are asynchronous: wait before reading the events
         return start.elapsed_time(end) / 1000.0, time.process_time() - cpu_start
     start_s = time.perf_counter()
     fn()
@@ -168,6 +178,126 @@ def count_flops(fn: Callable[[], object]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Device traffic of one call: ops dispatched (about one kernel launch each), device syncs, host <-> device copies.
+
+_ATEN = torch.ops.aten
+_SCALAR_READS = (_ATEN._local_scalar_dense.default,)  # .item(), float(), int(), bool() of a tensor
+# Ops whose output shape depends on the data: the host waits for the device to learn it.
+_DATA_DEPENDENT = {
+    _ATEN.nonzero.default,
+    _ATEN.masked_select.default,
+    _ATEN._unique2.default,
+    _ATEN.unique_consecutive.default,
+    _ATEN.unique_dim.default,
+}
+_COPIES = {_ATEN._to_copy.default, _ATEN.copy_.default, _ATEN._copy_from.default, _ATEN._copy_from_and_resize.default}
+# Factories that take host data (a list, a number, an array): with a device argument they copy it there, below the
+# dispatcher, so only the torch-function layer sees them.
+_HOST_DATA_FACTORIES = {torch.tensor, torch.as_tensor, torch.asarray, torch.Tensor.new_tensor}
+_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
+
+
+@dataclass
+class Traffic:
+    """What one call sent through the dispatcher; `where` names the line of each sync and copy (`file:line kind`).
+
+    `syncs` are reads that make the host wait for the device: a scalar read of a device tensor or an op with a
+    data-dependent output shape. `host_reads` are scalar reads of host tensors (an optimizer's CPU step count):
+    free on any device, counted apart. `copies` are host <-> device transfers, either way. `float64` counts device
+    ops with a double-precision output (slow on most GPUs).
+    """
+
+    ops: int = 0
+    syncs: int = 0
+    copies: int = 0
+    host_reads: int = 0
+    float64: int = 0
+    where: collections.Counter = field(default_factory=collections.Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("ops", "syncs", "copies", "host_reads", "float64")}
+
+
+def _on_device(t: object) -> bool:
+    return isinstance(t, torch.Tensor) and t.device.type != "cpu"
+
+
+def _caller() -> str:
+    """The innermost frame outside torch and this file, `folder/file.py:line in function`: the code that asked."""
+    for frame in reversed(traceback.extract_stack()):
+        if not frame.filename.startswith(_TORCH_DIR) and frame.filename != __file__:
+            parts = Path(frame.filename).parts
+            return f"{'/'.join(parts[-2:])}:{frame.lineno} in {frame.name}"
+    return "?"
+
+
+class _DispatchCounter(TorchDispatchMode):
+    def __init__(self, traffic: Traffic) -> None:
+        super().__init__()
+        self.traffic = traffic
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+        kwargs = kwargs or {}
+        t = self.traffic
+        t.ops += 1
+        if func in _SCALAR_READS:
+            if not _on_device(args[0]):
+                t.host_reads += 1
+            else:
+                t.syncs += 1
+                t.where[f"{_caller()} sync"] += 1
+                if args[0].device.type == "meta":  # no data on the meta device: read a zero and go on counting
+                    return False if args[0].dtype == torch.bool else 0
+        elif func in _DATA_DEPENDENT and _on_device(args[0]):
+            t.syncs += 1
+            t.where[f"{_caller()} sync ({func.__name__})"] += 1
+        elif func in _COPIES:
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            devices = {a.device.type == "cpu" for a in tensors}
+            if "device" in kwargs and kwargs["device"] is not None:
+                devices.add(torch.device(kwargs["device"]).type == "cpu")
+            if len(devices) == 2:
+                t.copies += 1
+                t.where[f"{_caller()} copy"] += 1
+        out = func(*args, **kwargs)
+        if any(_on_device(o) and o.dtype == torch.float64 for o in tree_leaves(out)):
+            t.float64 += 1
+            t.where[f"{_caller()} float64"] += 1
+        return out
+
+
+class _FactoryCounter(TorchFunctionMode):
+    def __init__(self, traffic: Traffic) -> None:
+        super().__init__()
+        self.traffic = traffic
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+        kwargs = kwargs or {}
+        if func in _HOST_DATA_FACTORIES:
+            device = kwargs.get("device")
+            if device is None and func is torch.Tensor.new_tensor:
+                device = args[0].device
+            data = args[1] if func is torch.Tensor.new_tensor else (args[0] if args else kwargs.get("data"))
+            if device is not None and torch.device(device).type != "cpu" and not _on_device(data):
+                self.traffic.copies += 1
+                self.traffic.where[f"{_caller()} copy ({func.__name__})"] += 1
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def device_traffic() -> Iterator[Traffic]:
+    """Count the ops, device syncs and host <-> device copies of the block (see `Traffic`).
+
+    "Device" is anything but the CPU, so on a CPU-only machine a model moved to the `meta` device stands in for a
+    GPU: it runs every op without data, a CPU generator's noise shows up as copies to it, and a scalar read of one
+    of its tensors, a sync on a GPU, is counted (it reads 0 there, so the block runs on).
+    """
+    traffic = Traffic()
+    with _FactoryCounter(traffic), _DispatchCounter(traffic):
+        yield traffic
 
 
 def peak_flops(name: str, dtype: str) -> float | None:
