@@ -15,7 +15,7 @@ endif
 DIR ?= $(shell ls -td results/sweeps/*/ 2>/dev/null | head -n 1)
 COMMA := ,
 
-.PHONY: install test bench bench-metrics lint compare speed report clean gpu-bench
+.PHONY: install test bench bench-metrics lint compare speed report clean gpu-bench claims
 
 install: $(STAMP)
 
@@ -55,6 +55,17 @@ compare: install
 # make speed MODEL=gan,vae,pixelcnn ARGS="dataset=mnist": several models, records + report under results/speed/<device>/.
 speed: install
 	$(BIN)/genbench speed $(if $(findstring $(COMMA),$(MODEL)),'speed.models=[$(MODEL)]',model=$(MODEL)) $(ARGS)
+
+# make claims: the experiments behind the report's "What the seed says, measured" (conf/experiment/claims_*.yaml)
+# into results/claims, then its report. The speed sweep runs first, alone (timings); the bench sweeps run two jobs
+# at a time, one thread each. ARGS pass through to every sweep (a GPU: ARGS="train.max_steps=10000 eval=paper").
+CLAIMS := claims_chains claims_latent claims_training claims_training_vae claims_training_toy \
+	claims_toy_gan claims_toy_vae claims_toy_realnvp claims_toy_nice
+claims: install
+	$(BIN)/genbench speed -m experiment=claims_speed $(ARGS); status=$$?; \
+	for e in $(CLAIMS); do OMP_NUM_THREADS=1 $(BIN)/genbench bench -m experiment=$$e hydra.launcher.n_jobs=2 $(ARGS) \
+		|| status=1; done; \
+	$(BIN)/genbench report results/claims && exit $$status
 
 # make report [DIR=<folder with record.json files>]: tables and figures; default DIR = the newest sweep.
 report: install
