@@ -162,12 +162,29 @@ def evaluate_model(model: GenerativeModel, data: Dataset, eval_cfg: DictConfig, 
     """Sample grid plus every registered metric family (genbench.metrics.FAMILIES), on one evaluation context:
     each sampling mode's samples are drawn once and shared, each family draws its own randomness."""
     ctx = EvalContext(model, data, eval_cfg, run_dir)
-    n_grid = eval_cfg.grid_size if data.spec.is_image else TOY_SCATTER_POINTS
-    figures.save_sample_grid(ctx.samples(n_grid), run_dir / SAMPLES_NAME, data)
+    chosen = selected_families(eval_cfg)
+    if chosen is None:  # a whole evaluation draws the run's sample grid; a partial one leaves it as it was
+        n_grid = eval_cfg.grid_size if data.spec.is_image else TOY_SCATTER_POINTS
+        figures.save_sample_grid(ctx.samples(n_grid), run_dir / SAMPLES_NAME, data)
     found: list[Metric] = []
     for family in metrics.FAMILIES:
-        found += family.evaluate_fn()(ctx)
+        if chosen is None or family.section in chosen:
+            for metric in family.evaluate_fn()(ctx):
+                metric.extra["family"] = family.section  # which family wrote it: a partial re-evaluation replaces it
+                found.append(metric)
     return found
+
+
+def selected_families(eval_cfg: DictConfig) -> list[str] | None:
+    """`eval.families`: the families to run (None: all), each a registered section."""
+    chosen = eval_cfg.get("families")
+    if chosen is None:
+        return None
+    known = [f.section for f in metrics.FAMILIES]
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise GenbenchError(f"eval.families={list(chosen)}: unknown {unknown}; accepted: {', '.join(known)}")
+    return list(chosen)
 
 
 def load_run(run_dir: Path | str) -> tuple[GenerativeModel, Dataset, DictConfig]:
@@ -215,8 +232,10 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     model, data, _ = load_run(run_dir)
     model.to(resolve_device(train_cfg.device))
     start = time.perf_counter()
+    chosen = selected_families(cfg.eval)
+    kept = [] if chosen is None else [m for m in record["metrics"] if m.get("family") not in chosen]
     try:
-        record["metrics"] = [m.to_dict() for m in evaluate_model(model, data, cfg.eval, run_dir)]
+        record["metrics"] = kept + [m.to_dict() for m in evaluate_model(model, data, cfg.eval, run_dir)]
     except Exception as err:
         mark_failed(record, "evaluation", err)
         record.update(metrics=[], eval_preset=cfg.eval.name)
