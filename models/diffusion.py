@@ -144,7 +144,7 @@ class DDPM(GenerativeModel):
         schedule: str = "linear",
         variance: str = "fixed_small",
         vlb_weight: float = 0.001,
-        channels: int = 32,
+        channels: int = 16,
         channel_mult: list[int] | None = None,
         num_res_blocks: int = 1,
         attn_resolutions: list[int] | None = None,

@@ -14,6 +14,7 @@ from genbench.data import DataSpec
 from genbench.errors import GenbenchError
 from genbench.train import TrainConfig, seed_everything, train
 from models.diffusion import DDPM, beta_schedule, ddim_timesteps, discretized_gaussian_log_prob
+from models.diffusion_unet import SelfAttention, resolutions
 
 LEVELS = 5
 SPEC = DataSpec("tiny", (1, 4, 4), LEVELS, (0.0, 1.0), 10, 10, "synthetic")
@@ -104,7 +105,7 @@ def test_bound_equals_brute_force_monte_carlo_elbo(variance: str) -> None:
     spec = DataSpec("tiny", (1, 2, 2), LEVELS, (0.0, 1.0), 10, 10, "synthetic")
     model = tiny_model(timesteps=3, spec=spec, variance=variance)
     net, betas = model.ema, model.betas
-    n = 20_000
+    n = 8_000
     x = torch.tensor([0.0, 0.25, 1.0, 0.75]).view(1, *spec.shape).expand(n, *spec.shape)
     gen = torch.Generator().manual_seed(1)
     states = [2 * x - 1]
@@ -125,7 +126,7 @@ def test_bound_equals_brute_force_monte_carlo_elbo(variance: str) -> None:
         bound = model.log_prob_bound(x, generator=gen) - spec.dim * math.log(LEVELS)
     se = math.sqrt(elbo.var() / n + bound.var() / n)
     assert abs(float(elbo.mean() - bound.mean())) < 4 * se, (float(elbo.mean()), float(bound.mean()), se)
-    assert se < 0.05 and float(-bound.mean()) > 3.0  # precise enough to see a term off by a few tenths of a nat
+    assert se < 0.1 and float(-bound.mean()) > 3.0  # precise enough to see a term off by half a nat
 
 
 def test_bound_terms_cover_every_timestep_in_chunks_and_follow_the_generator() -> None:
@@ -227,6 +228,24 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path: Pat
     assert not torch.equal(a["ema.conv_out.weight"], a["net.conv_out.weight"])  # the average is its own state
     g = torch.Generator
     assert torch.equal(straight.sample(4, g().manual_seed(0)), resumed.sample(4, g().manual_seed(0)))
+
+
+@pytest.mark.parametrize(
+    ("shape", "sizes"), [((1, 8, 8), [8, 4]), ((1, 28, 28), [28, 14, 7]), ((3, 32, 32), [32, 16, 8, 4])]
+)
+def test_digits_mnist_and_cifar_shapes_train_score_and_sample(shape: tuple[int, ...], sizes: list[int]) -> None:
+    assert resolutions(shape[1], shape[2]) == sizes  # CIFAR-10: the paper's four resolutions
+    levels = 17 if shape[1] == 8 else 256
+    spec = DataSpec("shape", shape, levels, (0.0, 1.0), 10, 10, "synthetic")
+    torch.manual_seed(0)
+    model = DDPM(spec, timesteps=4, channels=8, ddim_steps=[2], default_mode="ddim2")
+    model.configure_optimizers()
+    x = torch.randint(0, levels, (2, *shape)).float() / (levels - 1)
+    assert math.isfinite(model.train_step(x)["loss"])
+    assert torch.isfinite(model.log_prob_bound(x)).all()
+    assert model.sample(2, torch.Generator().manual_seed(0)).shape == (2, *shape)
+    attention = [m for m in model.net.down.modules() if isinstance(m, SelfAttention)]
+    assert len(attention) == 1  # one block per resolution; attention at 16 where there is one, else the coarsest
 
 
 def test_bad_input_gets_one_clear_error() -> None:
