@@ -240,10 +240,10 @@ class DDPM(GenerativeModel):
         return (xt - abar.sqrt() * x0) / (1.0 - abar).sqrt()
 
     def p_mean_logvar(
-        self, net: nn.Module, xt: torch.Tensor, i: torch.Tensor, stop_mean_grad: bool = False
+        self, out: torch.Tensor, xt: torch.Tensor, i: torch.Tensor, stop_mean_grad: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of p(x_{t-1} | x_t), and the predicted x_0 (clipped where `clip_denoised`)."""
-        out = net(xt, i)
+        """Mean and log-variance of p(x_{t-1} | x_t) from the network's output `out = net(x_t, i)`, and the
+        predicted x_0 (clipped where `clip_denoised`)."""
         eps, v = out.chunk(2, dim=1) if self.variance == "learned" else (out, None)
         if stop_mean_grad:
             eps = eps.detach()
@@ -268,11 +268,11 @@ class DDPM(GenerativeModel):
         return kl.flatten(1).sum(1)
 
     def terms_at(
-        self, net: nn.Module, x0: torch.Tensor, xt: torch.Tensor, i: torch.Tensor, stop_mean_grad: bool = False
+        self, out: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, i: torch.Tensor, stop_mean_grad: bool = False
     ) -> torch.Tensor:
-        """Per-example nats of the bound's term at index i for a given x_t: L_0 = -log p(x_0 | x_1) where i = 0,
-        else L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)); `(B,)`."""
-        mean, logvar, _ = self.p_mean_logvar(net, xt, i, stop_mean_grad)
+        """Per-example nats of the bound's term at index i for x_t and the network's `out = net(x_t, i)`:
+        L_0 = -log p(x_0 | x_1) where i = 0, else L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)); `(B,)`."""
+        mean, logvar, _ = self.p_mean_logvar(out, xt, i, stop_mean_grad)
         q_mean, q_logvar = self.q_posterior(x0, xt, i)
         kl = normal_kl(q_mean, q_logvar, mean, logvar).flatten(1).sum(1)
         nll = -discretized_gaussian_log_prob(x0, mean, 0.5 * logvar, self.levels).flatten(1).sum(1)
@@ -295,7 +295,7 @@ class DDPM(GenerativeModel):
                 i = idx.repeat_interleave(b)  # (k * B,), timestep-major
                 x0_rep = x0.repeat(len(idx), 1, 1, 1)
                 xt = self.q_sample(x0_rep, i, randn(tuple(x0_rep.shape), generator, x0.device).to(x0.dtype))
-                terms.append(self.terms_at(net, x0_rep, xt, i).view(len(idx), b).T)
+                terms.append(self.terms_at(net(xt, i), x0_rep, xt, i).view(len(idx), b).T)
         return torch.cat([*terms, self.prior_kl(x0)[:, None]], dim=1)
 
     def log_prob_bound(self, x: torch.Tensor, k: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -329,7 +329,7 @@ class DDPM(GenerativeModel):
         if self.variance != "learned":
             return {"loss": mse}
         # Only the variance learns from the bound: the mean's gradient is stopped (Nichol & Dhariwal Sec. 3.1).
-        vlb = self.terms_at(self.net, x0, xt, i, stop_mean_grad=True).mean() / (self.spec.dim * math.log(2.0))
+        vlb = self.terms_at(out, x0, xt, i, stop_mean_grad=True).mean() / (self.spec.dim * math.log(2.0))
         return {"loss": mse + self.vlb_weight * self.timesteps * vlb, "mse": mse, "vlb_bits_per_dim": vlb}
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
@@ -371,7 +371,7 @@ class DDPM(GenerativeModel):
         with evaluating(self.sampling_net()) as net:
             for step in reversed(range(self.timesteps)):
                 i = torch.full((n,), step, device=x.device, dtype=torch.long)
-                mean, logvar, _ = self.p_mean_logvar(net, x, i)
+                mean, logvar, _ = self.p_mean_logvar(net(x, i), x, i)
                 x = mean + torch.exp(0.5 * logvar) * self._noise(tuple(x.shape), generator) if step > 0 else mean
         return x
 
