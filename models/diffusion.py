@@ -286,7 +286,7 @@ class DDPM(GenerativeModel):
         """
         x0 = self.to_model_space(x)
         b = len(x0)
-        net = self.ema if self.ema is not None else self.net
+        net = self.sampling_net()  # the bound scores the network that samples
         per_call = max(1, self.bound_batch // b)
         terms = []
         with evaluating(net):
@@ -358,6 +358,7 @@ class DDPM(GenerativeModel):
     # ------------------------------------------------------------------ sampling
 
     def sampling_net(self) -> nn.Module:
+        """The weight average where there is one: what samples and what the bound scores."""
         return self.ema if self.ema is not None else self.net
 
     def _noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
