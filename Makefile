@@ -6,7 +6,7 @@ STAMP := $(VENV)/.install.stamp
 MODEL ?= gan
 ARGS ?=
 DATASET ?= digits
-MODELS ?= gan,vae,pixelcnn,nice,realnvp
+MODELS ?= gan,vae,pixelcnn,nice,realnvp,ddpm
 SEEDS ?= 0,1,2
 LAUNCHER ?= joblib
 ifeq ($(origin SWEEP_DIR), undefined)

@@ -107,6 +107,10 @@ def evaluating(net: nn.Module) -> Iterator[nn.Module]:
         net.train(was_training)
 
 
+def _forget_host_updates(module: DDPM, incompatible_keys: object) -> None:
+    module._host_updates = None
+
+
 class DDPM(GenerativeModel):
     """A DDPM on discrete images: epsilon-prediction U-Net, simple or hybrid loss, DDPM and DDIM samplers.
 
@@ -177,6 +181,9 @@ class DDPM(GenerativeModel):
         self.net = UNet(channels_in, out, height, width, channels, mult, num_res_blocks, attn, dropout)
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if ema_decay else None
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # optimizer steps taken (warm-up, EMA)
+        # its host copy, read once (None: not yet, or a state dict was loaded since): a step never waits on the device
+        self._host_updates: int | None = None
+        self.register_load_state_dict_post_hook(_forget_host_updates)
 
         steps = [int(s) for s in (ddim_steps if ddim_steps is not None else (10, 25, 50, 100, 250))]
         modes = [f"ddpm{self.timesteps}"] + [f"ddim{s}" for s in [*steps, self.timesteps] if s <= self.timesteps]
@@ -332,10 +339,15 @@ class DDPM(GenerativeModel):
         vlb = self.terms_at(out, x0, xt, i, stop_mean_grad=True).mean() / (self.spec.dim * math.log(2.0))
         return {"loss": mse + self.vlb_weight * self.timesteps * vlb, "mse": mse, "vlb_bits_per_dim": vlb}
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def host_updates(self) -> int:
+        if self._host_updates is None:
+            self._host_updates = int(self.updates.item())
+        return self._host_updates
+
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         opt = self.optimizers["adam"]
         for group in opt.param_groups:  # linear warm-up from the step count in the state_dict (resume-safe)
-            group["lr"] = self.lr * min(1.0, (self.updates.item() + 1) / max(1, self.warmup_steps))
+            group["lr"] = self.lr * min(1.0, (self.host_updates() + 1) / max(1, self.warmup_steps))
         scalars = self.losses(x)
         opt.zero_grad(set_to_none=True)
         scalars["loss"].backward()
@@ -343,14 +355,15 @@ class DDPM(GenerativeModel):
             nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
         opt.step()
         self._update_ema()
-        return {k: v.item() for k, v in scalars.items()}
+        return {k: v.detach() for k, v in scalars.items()}  # read by the trainer once per logging interval
 
     @torch.no_grad()
     def _update_ema(self) -> None:
+        n = self.host_updates() + 1
         self.updates += 1
+        self._host_updates = n
         if self.ema is None:
             return
-        n = self.updates.item()
         decay = min(self.ema_decay, (1 + n) / (10 + n))
         for p_ema, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
             p_ema.lerp_(p, 1 - decay)

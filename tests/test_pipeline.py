@@ -18,12 +18,22 @@ from genbench.train import CHECKPOINT_NAME
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 TINY = ["train.max_steps=2", "train.batch_size=16", "eval=fast"]
+# Every model's whole evaluation, kept small: a few test examples, the default sampling mode's quality only, one
+# timed call per mode (a 1,000-step diffusion sampler or bound costs seconds per call on a CPU).
+EVERY_MODEL = [
+    *TINY,
+    "eval.likelihood.n_test=8",
+    "eval.fid.modes=default",
+    "eval.speed.budget_s=0",
+    "eval.speed.n=2",
+    "eval.speed.warmup=0",
+]
 Compose = Callable[..., DictConfig]
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_config_benches_on_digits(model: str, compose: Compose, tmp_path: Path) -> None:
-    record = bench(compose([f"model={model}", *TINY]))
+    record = bench(compose([f"model={model}", *EVERY_MODEL]))
     run_dir = tmp_path / "run"
     assert record["status"] == "ok" and record["train"]["steps"] == 2
     assert load_record(run_dir)["model"] == model
