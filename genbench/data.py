@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -73,16 +74,24 @@ class DataSpec:
         return cls(**{**d, "shape": tuple(d["shape"]), "value_range": tuple(d["value_range"])})
 
 
+class Density(Protocol):
+    """A known true density (toy mixtures, the teacher): `log_density(x)` in DESIGN units, per row of `x`."""
+
+    def log_density(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
 @dataclass
 class Dataset:
-    """Train and test tensors in pipeline units, their labels, and (toy data only) the true density."""
+    """Train and test tensors in pipeline units, their labels, the true density where it is known, and an
+    optional validation split (None where the dataset has none: held-out rows then come from the train tail)."""
 
     spec: DataSpec
     train: torch.Tensor
     test: torch.Tensor
     train_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
-    density: ToyMixture | None = field(default=None, repr=False)
+    density: Density | None = field(default=None, repr=False)
+    valid: torch.Tensor | None = None
 
 
 # ----------------------------------------------------------------------------- discrete <-> continuous
