@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from genbench import CONF_DIR
 from genbench.errors import GenbenchError
 
-HYDRA_COMMANDS = ("bench", "eval", "speed")
+HYDRA_COMMANDS = ("bench", "eval", "speed", "validate")
 COMMANDS = (*HYDRA_COMMANDS, "report")
 CHECKED_GROUPS = ("model", "dataset", "eval", "train")
 USAGE = f"usage: genbench {{{','.join(COMMANDS)}}} [hydra overrides | report DIR]"
@@ -35,6 +35,10 @@ def _task(command: str) -> Callable[[DictConfig], Any]:
         from genbench.pipeline import evaluate_run
 
         return evaluate_run
+    if command == "validate":
+        from genbench.validate import run_validate
+
+        return run_validate
     from genbench.speed import run_speed
 
     return run_speed
