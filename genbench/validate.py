@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genbench import CONF_DIR
 from genbench.errors import GenbenchError
-from genbench.results import atomic_write_text, git_commit, package_versions
+from genbench.results import atomic_write_text, git_commit, load_record, package_versions
 from genbench.validate_likelihood import (
     Check,
     ais_cases,
@@ -76,7 +76,7 @@ def trained_model_cases(run_dir: str, eval_cfg: Any, sizes: Any) -> list[Check]:
     settings, rows = lk.ais_settings(acfg), []
     if not callable(getattr(model, "log_prob_given_latent", None)) or not hasattr(model, "sample_given_latent"):
         raise GenbenchError(f"validate run_dir={run_dir}: the model has no log_prob_given_latent / sample_given_latent")
-    name = f"{Path(run_dir).parent.name} on {data.spec.name}"
+    name = f"{load_record(run_dir)['model']} on {data.spec.name}"
     x = data.test[: int(acfg.n_test)]
     with timed(rows), lk.frozen(model):
         est = lk.forward_in_batches(model.log_prob_given_latent, x, model.latent_dim, settings, len(x), generator(1))
@@ -136,23 +136,26 @@ def text_table(rows: list[Check]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
-def markdown(rows: list[Check], preset: str, wall_s: float) -> str:
+def markdown(rows: list[Check], command: str, wall_s: float) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     body = "".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |\n" for row in table_rows(rows))
     failed = sum(not r.passed for r in rows)
     verdict = "every row passes" if not failed else f"{failed} of {len(rows)} rows FAIL"
     return (
-        f"# genbench validate, eval={preset}\n\n"
-        f"Command: `genbench validate eval={preset}` ({len(rows)} rows, {verdict}; {wall_s:.0f} s wall on one thread; "
+        f"# {command}\n\n"
+        f"Command: `{command}` ({len(rows)} rows, {verdict}; {wall_s:.0f} s wall on one thread; "
         "the times depend on the machine's load). Error = estimate - truth; nats unless the estimator's unit says "
         "otherwise; the AIS rows run the preset's own protocol (their records hold it).\n\n" + head + body
     )
 
 
-def write_results(rows: list[Check], preset: str, folder: Path, wall_s: float) -> tuple[Path, Path]:
-    """`validate_<preset>.json` (every row with its extra fields, the environment) and `validate_<preset>.md`."""
+def write_results(
+    rows: list[Check], preset: str, folder: Path, wall_s: float, run_dir: str | None = None
+) -> tuple[Path, Path]:
+    """`validate_<preset>.json` (every row with its extra fields, the environment) and `validate_<preset>.md`;
+    with a trained run, `validate_<preset>_<model>.*`."""
     record = {
-        "command": f"genbench validate eval={preset}",
+        "command": f"genbench validate eval={preset}" + (f" run_dir={run_dir}" if run_dir else ""),
         "preset": preset,
         "git_commit": git_commit(),
         "packages": package_versions(),
@@ -160,9 +163,10 @@ def write_results(rows: list[Check], preset: str, folder: Path, wall_s: float) -
         "all_passed": all(r.passed for r in rows),
         "rows": [{**{k: v for k, v in vars(r).items()}, "error": r.error} for r in rows],
     }
-    json_path, md_path = folder / f"validate_{preset}.json", folder / f"validate_{preset}.md"
+    stem = f"validate_{preset}" + (f"_{load_record(run_dir)['model']}" if run_dir else "")
+    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
     atomic_write_text(json_path, json.dumps(record, indent=2, default=float) + "\n")
-    atomic_write_text(md_path, markdown(rows, preset, wall_s))
+    atomic_write_text(md_path, markdown(rows, record["command"], wall_s))
     return json_path, md_path
 
 
@@ -176,7 +180,7 @@ def validate(eval_cfg: Any, folder: Path | str, run_dir: str | None = None) -> l
         rows += trained_model_cases(run_dir, eval_cfg, sizes)
     wall = time.perf_counter() - start
     print(text_table(rows))
-    json_path, md_path = write_results(rows, preset, Path(folder), wall)
+    json_path, md_path = write_results(rows, preset, Path(folder), wall, run_dir)
     failed = [r for r in rows if not r.passed]
     print(f"\n{len(rows) - len(failed)} of {len(rows)} rows pass ({wall:.0f} s); wrote {json_path} and {md_path}")
     return rows

@@ -95,7 +95,7 @@ class AISSettings:
     pilot_chains: int = 1
     schedule: str = "geometric"
     start_spread: float = 0.1
-    linear_share: float = 0.25
+    linear_share: float = 0.5
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
