@@ -425,67 +425,6 @@ def load_npz(path: str, key: str | None = None, test_fraction: float = 0.1, spli
     return Dataset(spec, images_to_tensor(train), images_to_tensor(test))
 
 
-TEACHER_SIDES = {"teacher": 8, "teacher28": 28}
-TEACHER_EM_ITERATIONS = 30
-
-
-def load_teacher(
-    name: str = "teacher",
-    n_train: int = 10_000,
-    n_valid: int = 1_000,
-    n_test: int = 2_000,
-    components_per_class: int = 4,
-    smoothing: float = 0.1,
-    seed: int = 0,
-) -> Dataset:
-    """Images sampled from a known, exactly tractable teacher (genbench/teacher.py) fitted to the digits.
-
-    `teacher` is 8x8 with L = 17, like digits, fitted to the digits train split; `teacher28` is MNIST-shaped,
-    28x28 with L = 256, fitted to the same digits resized bilinearly to 28x28 (only embedded data, so it works
-    offline). Train, validation and test splits are fresh samples of the teacher (seed `seed + 1`);
-    `density.log_density(x)` is the teacher's exact log-likelihood in DESIGN units.
-    """
-    from genbench.teacher import fit_class_conditional
-
-    side = TEACHER_SIDES[name]
-    digits = load_digits_data()
-    levels = 17 if side == 8 else 256
-    images = digits.train
-    if side != 8:
-        images = torch.nn.functional.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
-    k = to_levels(images.clamp(0, 1), levels).flatten(1)  # (N, D)
-    teacher = fit_class_conditional(
-        k, digits.train_labels, levels, components_per_class, smoothing, TEACHER_EM_ITERATIONS, seed
-    )
-    drawn, labels = teacher.sample(n_train + n_valid + n_test, torch.Generator().manual_seed(seed + 1))
-    x = (drawn.float() / (levels - 1)).view(-1, 1, side, side)  # (N, 1, H, W)
-    cuts = (n_train, n_train + n_valid)
-    fitted = "digits train split" + ("" if side == 8 else f", resized bilinearly to {side}x{side}")
-    spec = DataSpec(
-        name=name,
-        shape=(1, side, side),
-        levels=levels,
-        value_range=(0.0, 1.0),
-        n_train=n_train,
-        n_test=n_test,
-        source=(
-            f"{name}: samples of a class-conditional mixture of {components_per_class} x 10 factorized categoricals "
-            f"(L = {levels}, smoothing {smoothing:g}, EM {TEACHER_EM_ITERATIONS} iterations, seed {seed}) fitted "
-            f"to the {fitted}; splits {n_train} / {n_valid} / {n_test} drawn with seed {seed + 1}; exact log P(k)"
-        ),
-        num_classes=10,
-    )
-    return Dataset(
-        spec,
-        x[: cuts[0]],
-        x[cuts[1] :],
-        labels[: cuts[0]],
-        labels[cuts[1] :],
-        density=teacher,
-        valid=x[cuts[0] : cuts[1]],
-    )
-
-
 def load_dataset(
     name: str,
     mixture: str = "ring8",
@@ -505,7 +444,9 @@ def load_dataset(
         return load_digits_data()
     if name == "toy2d":
         return load_toy2d(mixture, n_train, n_test)
-    if name in TEACHER_SIDES:
+    if name in ("teacher", "teacher28"):
+        from genbench.teacher import load_teacher  # teacher.py builds on this module's digits loader
+
         return load_teacher(name, n_train, n_valid, n_test, components_per_class, smoothing, seed)
     if name == "mnist":
         return load_mnist_like("mnist", MNIST_FILES, mirrors, download)

@@ -9,7 +9,7 @@ float64, so a load is deterministic. Its `log P(k)` is exact (a log-sum-exp over
 trained on its samples can be scored by `kl_to_truth = E_test[log P_teacher(x) - log p_model(x)]`: an exact
 likelihood below the teacher's, or a bound above it, shows. Each component belongs to one class, and a sample
 carries its component's class as its label, so label-based features (the domain classifier) work as on digits.
-Pure torch on the CPU; genbench/data.py builds the dataset from it.
+Pure torch on the CPU; `load_teacher` builds the dataset (`genbench.data.load_dataset("teacher")`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from genbench.data import Dataset, DataSpec, load_digits_data, to_levels
 
 ROW_CHUNK = 256  # images per block when scoring, so memory stays `components x chunk x D`
 
@@ -110,3 +112,62 @@ def fit_class_conditional(
         owners.append(torch.full((components_per_class,), c))
     log_weights = torch.cat(weights)
     return CategoricalMixture(log_weights - torch.logsumexp(log_weights, 0), torch.cat(probs), torch.cat(owners))
+
+
+TEACHER_SIDES = {"teacher": 8, "teacher28": 28}
+TEACHER_EM_ITERATIONS = 30
+
+
+def load_teacher(
+    name: str = "teacher",
+    n_train: int = 10_000,
+    n_valid: int = 1_000,
+    n_test: int = 2_000,
+    components_per_class: int = 4,
+    smoothing: float = 0.1,
+    seed: int = 0,
+) -> Dataset:
+    """Images sampled from a known, exactly tractable teacher (genbench/teacher.py) fitted to the digits.
+
+    `teacher` is 8x8 with L = 17, like digits, fitted to the digits train split; `teacher28` is MNIST-shaped,
+    28x28 with L = 256, fitted to the same digits resized bilinearly to 28x28 (only embedded data, so it works
+    offline). Train, validation and test splits are fresh samples of the teacher (seed `seed + 1`);
+    `density.log_density(x)` is the teacher's exact log-likelihood in DESIGN units.
+    """
+    side = TEACHER_SIDES[name]
+    digits = load_digits_data()
+    levels = 17 if side == 8 else 256
+    images = digits.train
+    if side != 8:
+        images = torch.nn.functional.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
+    k = to_levels(images.clamp(0, 1), levels).flatten(1)  # (N, D)
+    teacher = fit_class_conditional(
+        k, digits.train_labels, levels, components_per_class, smoothing, TEACHER_EM_ITERATIONS, seed
+    )
+    drawn, labels = teacher.sample(n_train + n_valid + n_test, torch.Generator().manual_seed(seed + 1))
+    x = (drawn.float() / (levels - 1)).view(-1, 1, side, side)  # (N, 1, H, W)
+    cuts = (n_train, n_train + n_valid)
+    fitted = "digits train split" + ("" if side == 8 else f", resized bilinearly to {side}x{side}")
+    spec = DataSpec(
+        name=name,
+        shape=(1, side, side),
+        levels=levels,
+        value_range=(0.0, 1.0),
+        n_train=n_train,
+        n_test=n_test,
+        source=(
+            f"{name}: samples of a class-conditional mixture of {components_per_class} x 10 factorized categoricals "
+            f"(L = {levels}, smoothing {smoothing:g}, EM {TEACHER_EM_ITERATIONS} iterations, seed {seed}) fitted "
+            f"to the {fitted}; splits {n_train} / {n_valid} / {n_test} drawn with seed {seed + 1}; exact log P(k)"
+        ),
+        num_classes=10,
+    )
+    return Dataset(
+        spec,
+        x[: cuts[0]],
+        x[cuts[1] :],
+        labels[: cuts[0]],
+        labels[cuts[1] :],
+        density=teacher,
+        valid=x[cuts[0] : cuts[1]],
+    )
