@@ -90,3 +90,26 @@ def test_kl_to_truth_on_images_is_zero_for_the_teacher_and_the_gap_of_a_worse_mo
     assert kl.value == pytest.approx(0.0, abs=1e-9) and kl.extra["density_kind"] == "exact"
     worse = lk.evaluate(TeacherItself(data.spec, data.density, shift=1.5), data, cfg, None)
     assert next(m for m in worse if m.name == "kl_to_truth").value == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("model", ["nice", "vae"])
+def test_bench_on_the_teacher_records_kl_to_truth_with_its_density_kind(model: str, compose, tmp_path) -> None:
+    from genbench.pipeline import bench
+
+    overrides = [
+        f"model={model}",
+        "dataset=teacher",
+        "dataset.n_train=200",
+        "dataset.n_valid=20",
+        "dataset.n_test=40",
+        "train.max_steps=3",
+        "eval=fast",
+        "eval.fid.enabled=false",
+        "eval.speed.enabled=false",
+        "eval.chain.enabled=false",
+        "eval.likelihood.ais.enabled=false",
+    ]
+    record = bench(compose(overrides, out_dir=tmp_path / model))
+    (kl,) = [m for m in record["metrics"] if m["name"] == "kl_to_truth"]
+    assert kl["density_kind"] == {"nice": "exact", "vae": "lower_bound"}[model] and kl["n"] == 40
+    assert kl["value"] > 0  # three training steps are far from the teacher
