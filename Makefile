@@ -15,7 +15,7 @@ endif
 DIR ?= $(shell ls -td results/sweeps/*/ 2>/dev/null | head -n 1)
 COMMA := ,
 
-.PHONY: install test bench bench-metrics lint compare speed report clean gpu-bench claims
+.PHONY: install test bench bench-metrics lint compare speed report validate clean gpu-bench claims
 
 install: $(STAMP)
 
@@ -71,6 +71,12 @@ claims: install
 report: install
 	@test -n "$(DIR)" || { echo "make report: no sweep under results/sweeps; give DIR=<folder with records>" >&2; exit 2; }
 	$(BIN)/genbench report $(DIR)
+
+# make validate [EVAL=fast|default|paper]: every estimator against a known truth (genbench/validate.py); prints the
+# table, writes results/validate/validate_$(EVAL).{json,md}, exits non-zero if a row fails. default: minutes on a CPU.
+EVAL ?= default
+validate: install
+	$(BIN)/genbench validate eval=$(EVAL) $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

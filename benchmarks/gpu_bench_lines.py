@@ -38,7 +38,8 @@ def yaml_reader() -> str:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A model yaml as a dict: PyYAML if importable, else the flat `key: value  # comment` subset ours use."""
+    """A model yaml as a dict: PyYAML if importable, else the flat `key: value  # comment` subset ours use
+    (scalars and flow lists of scalars)."""
     if yaml_reader() == "minimal":
         return _flat_yaml(path.read_text())
     import yaml
@@ -58,6 +59,8 @@ def _flat_yaml(text: str) -> dict[str, Any]:
 
 
 def _scalar(value: str) -> Any:
+    if value.startswith("[") and value.endswith("]"):  # a flow list of scalars: [10, 25, 50]
+        return [_scalar(item.strip()) for item in value[1:-1].split(",") if item.strip()]
     if value in ("null", "~", ""):
         return None
     if value in ("true", "false"):

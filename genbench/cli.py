@@ -29,7 +29,7 @@ from genbench.config_schema import config_error_message  # also stores the schem
 from genbench.errors import GenbenchError
 from genbench.results import error_message
 
-HYDRA_COMMANDS = ("bench", "eval", "speed")
+HYDRA_COMMANDS = ("bench", "eval", "speed", "validate")
 COMMANDS = (*HYDRA_COMMANDS, "report")
 CHECKED_GROUPS = ("model", "dataset", "eval", "train")
 USAGE = f"usage: genbench {{{','.join(COMMANDS)}}} [hydra overrides | report DIR]"
@@ -45,6 +45,10 @@ def _task(command: str) -> Callable[[DictConfig], Any]:
         from genbench.pipeline import evaluate_run
 
         return evaluate_run
+    if command == "validate":
+        from genbench.validate import run_validate
+
+        return run_validate
     from genbench.speed import run_speed
 
     return run_speed

@@ -27,7 +27,7 @@ from genbench.data import TOY_MIXTURES
 from genbench.errors import GenbenchError
 from genbench.train import TrainConfig
 
-DATASET_TARGET = "genbench.data.load_dataset"
+DATASET_TARGET = "genbench.datasets.load_dataset"
 
 
 @dataclass

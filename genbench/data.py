@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ import torch
 from genbench.download import RemoteFile, extract_into, fetch_files, verify
 from genbench.errors import DataMissingError, GenbenchError
 
-DATASETS = ("digits", "toy2d", "mnist", "fashion_mnist", "cifar10", "npz", "synthetic")
+DATASETS = ("digits", "toy2d", "teacher", "teacher28", "mnist", "fashion_mnist", "cifar10", "npz", "synthetic")
 TOY_MIXTURES = ("ring8", "grid25")
 
 
@@ -71,16 +72,23 @@ class DataSpec:
         return cls(**{**d, "shape": tuple(d["shape"]), "value_range": tuple(d["value_range"])})
 
 
+class Density(Protocol):
+    """A known true density (toy mixtures, the teacher): `log_density(x)` in DESIGN units, per row of `x`."""
+
+    def log_density(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
 @dataclass
 class Dataset:
-    """Train, validation and test tensors in pipeline units, their labels, and (toy data) the true density."""
+    """Train, validation and test tensors in pipeline units, their labels, and the true density where it is known
+    (toy mixtures, the teacher)."""
 
     spec: DataSpec
     train: torch.Tensor
     test: torch.Tensor
     train_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
-    density: ToyMixture | None = field(default=None, repr=False)
+    density: Density | None = field(default=None, repr=False)
     valid: torch.Tensor | None = None
     valid_labels: torch.Tensor | None = None
 
@@ -386,25 +394,6 @@ def load_npz(path: str, key: str | None = None, test_fraction: float = 0.1, spli
     return Dataset(spec, images_to_tensor(train), images_to_tensor(test))
 
 
-def load_dataset(
-    name: str,
-    mixture: str = "ring8",
-    path: str = "",
-    key: str | None = None,
-    mirrors: Sequence[str] = (),
-    download: bool = True,
-    n_train: int = 20_000,
-    n_test: int = 5_000,
-    valid_fraction: float = 0.1,
-    shape: Sequence[int] = (1, 28, 28),
-    levels: int = 256,
-) -> Dataset:
-    """Load a dataset by name (the fields of `conf/dataset/<name>.yaml`), its validation split carved off."""
-    if name == "synthetic":
-        return split_validation(load_synthetic(tuple(shape), levels, n_train, n_test), valid_fraction)
-    return split_validation(load_split(name, mixture, path, key, mirrors, download, n_train, n_test), valid_fraction)
-
-
 def load_synthetic(shape: tuple[int, ...], levels: int, n_train: int, n_test: int, seed: int = 0) -> Dataset:
     """Uniformly random images of any shape and number of levels: data for what does not depend on the data
     (sampling speed against image size, device checks), never for a likelihood or a sample-quality claim."""
@@ -418,29 +407,3 @@ def load_synthetic(shape: tuple[int, ...], levels: int, n_train: int, n_test: in
     source = f"synthetic: uniform random levels, shape {list(shape)}, L = {levels}, seed {seed}"
     spec = DataSpec("synthetic", shape, levels, (0.0, 1.0), n_train, n_test, source)
     return Dataset(spec, x[:n_train], x[n_train:])
-
-
-def load_split(
-    name: str,
-    mixture: str,
-    path: str,
-    key: str | None,
-    mirrors: Sequence[str],
-    download: bool,
-    n_train: int,
-    n_test: int,
-) -> Dataset:
-    """The dataset's own train/test split, before the validation rows are carved off."""
-    if name == "digits":
-        return load_digits_data()
-    if name == "toy2d":
-        return load_toy2d(mixture, n_train, n_test)
-    if name == "mnist":
-        return load_mnist_like("mnist", MNIST_FILES, mirrors, download)
-    if name == "fashion_mnist":
-        return load_mnist_like("fashion_mnist", FASHION_MNIST_FILES, mirrors, download)
-    if name == "cifar10":
-        return load_cifar10(mirrors, download)
-    if name == "npz":
-        return load_npz(path, key)
-    raise GenbenchError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")

@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from genbench import metrics
 from genbench.config_schema import validate_config
-from genbench.data import Dataset, DataSpec, load_dataset
+from genbench.data import Dataset, DataSpec
+from genbench.datasets import load_dataset
 from genbench.errors import GenbenchError
 from genbench.job import CONFIG_NAME, Job, counting_steps
 from genbench.metrics.context import EvalContext

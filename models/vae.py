@@ -152,11 +152,11 @@ class VAE(GenerativeModel):
             return log_p + self.spec.dim * math.log(self.spec.levels)
         return gaussian_log_prob(x, mean, log_scale).sum(1)
 
-    def _log_weights(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        """n importance log-weights log p(x, z) - log q(z|x) per example, shape (n, B)."""
+    def _log_weights(self, x: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n importance log-weights log p(x, z) - log q(z|x) per example, shape (n, B); noise from `generator`."""
         mu, logvar = self.encoder(x)
         std = torch.exp(0.5 * logvar)
-        eps = torch.randn(n, *mu.shape, device=x.device)
+        eps = randn((n, *mu.shape), generator, x.device)
         z = mu + std * eps  # (n, B, latent)
         log_q = gaussian_log_prob(eps, torch.zeros_like(eps), torch.zeros_like(eps)).sum(-1) - (0.5 * logvar).sum(-1)
         log_prior = gaussian_log_prob(z, torch.zeros_like(z), torch.zeros_like(z)).sum(-1)
@@ -164,12 +164,15 @@ class VAE(GenerativeModel):
         log_lik = self.log_prob_given_latent(x_rep, z.reshape(n * len(x), -1)).view(n, len(x))
         return log_lik + log_prior - log_q
 
-    def log_prob_bound(self, x: torch.Tensor, k: int = 1, chunk: int | None = None) -> torch.Tensor:
+    def log_prob_bound(
+        self, x: torch.Tensor, k: int = 1, chunk: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """ELBO (k=1) or IWAE-k lower bound on log p(x), per example, nats in DESIGN units.
 
-        At most `chunk` (default: the model's own) importance samples per example are decoded at once.
+        At most `chunk` (default: the model's own) importance samples per example are decoded at once; the
+        importance samples are drawn from `generator` (the evaluation's), so a seeded evaluation is reproducible.
         """
-        return chunked_logmeanexp(lambda n: self._log_weights(x, n), k, chunk or self.chunk)
+        return chunked_logmeanexp(lambda n: self._log_weights(x, n, generator), k, chunk or self.chunk)
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         bound = torch.logsumexp(self._log_weights(x, self.train_k), dim=0) - math.log(self.train_k)

@@ -10,7 +10,8 @@ import torch
 from omegaconf import OmegaConf
 from scipy.stats import multivariate_normal
 
-from genbench.data import dequantize, load_dataset
+from genbench.data import dequantize
+from genbench.datasets import load_dataset
 from genbench.metrics import baselines
 from genbench.metrics.context import EvalContext
 from genbench.model import GenerativeModel

@@ -16,7 +16,7 @@ import torch
 from conftest import SHARED_DATA
 from test_download import fake_cifar
 
-from genbench import data
+from genbench import data, datasets
 from genbench.errors import ChecksumError, GenbenchError
 
 # ----------------------------------------------------------------------------- embedded data
@@ -150,13 +150,13 @@ def test_the_official_cifar_batch_sums_are_torchvisions() -> None:
 
 def test_unknown_dataset_names_the_accepted_ones() -> None:
     with pytest.raises(GenbenchError, match="unknown dataset 'imagenet'; accepted: digits, toy2d"):
-        data.load_dataset("imagenet")
+        datasets.load_dataset("imagenet")
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").exists(), reason="needs ../shared/data/mnist (the offline test split)")
 def test_real_mnist_test_split_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENBENCH_DATA", str(SHARED_DATA))
-    ds = data.load_dataset("mnist", download=False)
+    ds = datasets.load_dataset("mnist", download=False)
     # 8,000 / 2,000 of the t10k images, the last tenth of the 8,000 held out for validation
     assert ds.spec.n_train == 7200 and ds.spec.n_valid == 800 and ds.spec.n_test == 2000 and ds.spec.levels == 256
     assert "test split only" in ds.spec.source and "held out for validation" in ds.spec.source
@@ -165,20 +165,20 @@ def test_real_mnist_test_split_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_validation_split_is_carved_from_training_rows_and_recorded() -> None:
-    full = data.load_dataset("digits", valid_fraction=0.0)
-    ds = data.load_dataset("digits")
+    full = datasets.load_dataset("digits", valid_fraction=0.0)
+    ds = datasets.load_dataset("digits")
     assert full.valid is None and full.spec.n_valid == 0 and full.spec.n_train == 1500
     assert (ds.spec.n_train, ds.spec.n_valid, ds.spec.n_test) == (1350, 150, 297)
     assert torch.equal(torch.cat([ds.train, ds.valid]), full.train)  # no row lost, none trained on twice
     assert torch.equal(ds.test, full.test)
     with pytest.raises(GenbenchError, match="valid_fraction"):
-        data.load_dataset("digits", valid_fraction=1.0)
+        datasets.load_dataset("digits", valid_fraction=1.0)
 
 
 def test_synthetic_images_have_the_asked_shape_and_levels() -> None:
-    ds = data.load_dataset("synthetic", shape=[3, 16, 16], levels=5, n_train=50, n_test=10)
+    ds = datasets.load_dataset("synthetic", shape=[3, 16, 16], levels=5, n_train=50, n_test=10)
     assert ds.spec.shape == (3, 16, 16) and ds.spec.levels == 5 and ds.train.shape == (45, 3, 16, 16)
     k = ds.test * 4
     assert torch.equal(k, k.round()) and set(k.unique().tolist()) <= {0, 1, 2, 3, 4}  # on the 5-level grid
     with pytest.raises(GenbenchError, match="shape"):
-        data.load_dataset("synthetic", shape=[16, 16])
+        datasets.load_dataset("synthetic", shape=[16, 16])

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genbench import data, download
+from genbench import data, datasets, download
 from genbench.errors import ChecksumError, DataMissingError, GenbenchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,12 +175,12 @@ def test_checksum_mismatch_is_refused_and_nothing_is_kept(mirror: tuple[str, Pat
 
 def test_missing_offline_names_files_and_folder(isolated_data_root: Path) -> None:
     with pytest.raises(DataMissingError, match=r"put train-images-idx3-ubyte.gz.*into .*fashion_mnist"):
-        data.load_dataset("fashion_mnist", download=False)
+        datasets.load_dataset("fashion_mnist", download=False)
     # A refused connection counts as offline, with the same message, and says what each mirror answered.
     with pytest.raises(
         DataMissingError, match=r"not found offline.*tried http://127.0.0.1:9/train-images.*unreachable"
     ):
-        data.load_dataset("mnist", mirrors=["http://127.0.0.1:9/"])
+        datasets.load_dataset("mnist", mirrors=["http://127.0.0.1:9/"])
 
 
 # ----------------------------------------------------------------------------- mirrors and timeouts
@@ -225,7 +225,7 @@ def test_every_mirror_hanging_gives_a_clear_message(
     silent: SilentServer, tmp_path: Path, short_timeouts: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GENBENCH_DATA", str(tmp_path))
-    load = functools.partial(data.load_dataset, "mnist", mirrors=[silent.url])
+    load = functools.partial(datasets.load_dataset, "mnist", mirrors=[silent.url])
     with pytest.raises(DataMissingError, match=rf"{silent.url}train-images-idx3-ubyte.gz: timed out: no answer within"):
         within(30, load)
 

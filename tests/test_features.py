@@ -144,6 +144,26 @@ def test_domain_classifier_trains_once_and_is_cached(tmp_path, monkeypatch) -> N
         feats.domain_classifier(data, cfg, torch.device("cpu"), str(tmp_path))
 
 
+def test_domain_classifier_weights_depend_on_its_own_seed_not_the_runs(tmp_path) -> None:
+    """Two runs with different seeds share one cache key, so they must train the same weights (issue 14)."""
+    data = load_digits_data()
+    cfg = OmegaConf.create({"max_steps": 5, "seed": 0})
+    trained = []
+    for run_seed, folder in ((0, "a"), (1, "b")):
+        torch.manual_seed(run_seed)  # the run's global RNG state differs
+        trained.append(feats.domain_classifier(data, cfg, torch.device("cpu"), str(tmp_path / folder)))
+    (net_a, acc_a, key_a), (net_b, acc_b, key_b) = trained
+    assert key_a == key_b and acc_a == acc_b
+    for p, q in zip(net_a.state_dict().values(), net_b.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    other = feats.domain_classifier(
+        data, OmegaConf.create({"max_steps": 5, "seed": 1}), torch.device("cpu"), str(tmp_path)
+    )
+    assert other[2] != key_a  # its own seed is part of the key
+    extractor = feats.domain_extractor(data, OmegaConf.create({"domain": cfg, "cache_dir": str(tmp_path / "a")}), "cpu")
+    assert extractor.extra == {"classifier_accuracy": acc_a, "classifier_key": key_a}  # recorded in every FID metric
+
+
 def test_domain_needs_labels() -> None:
     toy = load_toy2d(n_train=10, n_test=10)
     with pytest.raises(GenbenchError, match="labelled images"):

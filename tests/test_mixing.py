@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from omegaconf import OmegaConf
 
-from genbench.data import load_dataset
+from genbench.datasets import load_dataset
 from genbench.metrics import mixing
 from genbench.metrics.context import EvalContext
 from genbench.metrics.features import FeatureExtractor

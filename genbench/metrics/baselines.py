@@ -23,7 +23,8 @@ import torch
 
 from genbench.data import binarize, dequantize, to_levels
 from genbench.metrics.context import EvalContext
-from genbench.metrics.likelihood import BINARIZE_SEED, DEQUANTIZE_SEED, nll_metrics
+from genbench.metrics.likelihood import nll_metrics
+from genbench.metrics.likelihood_inputs import BINARIZE_SEED, DEQUANTIZE_SEED
 from genbench.results import Metric
 
 RIDGE = 1e-6  # added to the Gaussian's covariance diagonal: constant pixels (digits' borders) have zero variance

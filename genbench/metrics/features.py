@@ -39,7 +39,7 @@ FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FID_WEIGHTS_FILE}"
 INCEPTION_SIZE = 299
 # Bump when the classifier's architecture or training code changes, so cached classifiers are not reused.
-DOMAIN_VERSION = 1
+DOMAIN_VERSION = 2  # 2: initial weights from the classifier's own seed (1 took them from the run's RNG)
 
 
 @dataclass
@@ -260,24 +260,33 @@ def _accuracy(net: DomainClassifier, x: torch.Tensor, y: torch.Tensor, device: t
     return correct / len(x)
 
 
+def domain_key(data: Dataset, cfg: dict[str, Any], num_classes: int, device: torch.device) -> str:
+    """Everything that determines the classifier's weights: the training and test data with their labels, its
+    config (seed and code version included), the torch version and the kind of device it trains on."""
+    facts = {**cfg, "num_classes": num_classes, "shape": list(data.spec.shape)}
+    facts.update(torch=torch.__version__, device=torch.device(device).type)
+    blob = json.dumps(facts, sort_keys=True)
+    digest = tensor_digest(data.train, data.train_labels, data.test, data.test_labels)
+    return hashlib.sha256((digest + blob).encode()).hexdigest()[:16]
+
+
 def domain_classifier(
     data: Dataset, dcfg: Any, device: torch.device, cache_dir: str | None = None
 ) -> tuple[DomainClassifier, float, str]:
     """Train (once) or load the cached domain classifier; returns it, its test accuracy and its cache key.
 
-    The key hashes the training and test data with their labels and the classifier's config, so a change in
-    either retrains it.
+    The weights depend only on what the key names (`domain_key`): the classifier's own seed draws its initial
+    weights and batch order, whatever the run's seed, so every run on the same data shares one classifier.
     """
     if data.train_labels is None or data.test_labels is None or not data.spec.is_image:
         raise GenbenchError(f"features=domain needs labelled images; dataset {data.spec.name!r} has none")
     cfg = _domain_config(dcfg)
     num_classes = data.spec.num_classes or int(data.train_labels.max()) + 1
-    blob = json.dumps({**cfg, "num_classes": num_classes, "shape": list(data.spec.shape)}, sort_keys=True)
-    key = hashlib.sha256(
-        (tensor_digest(data.train, data.train_labels, data.test, data.test_labels) + blob).encode()
-    ).hexdigest()[:16]
+    key = domain_key(data, cfg, num_classes, device)
     path = cache_root(cache_dir) / "fid_domain" / f"{data.spec.name}-{key}.pt"
-    net = DomainClassifier(data.spec, num_classes, cfg["width"], cfg["feature_dim"]).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg["seed"])  # the initial weights: from the classifier's own seed, never the run's
+        net = DomainClassifier(data.spec, num_classes, cfg["width"], cfg["feature_dim"]).to(device)
     if path.is_file():
         saved = torch.load(path, map_location=device, weights_only=True)
         net.load_state_dict(saved["state_dict"])
@@ -291,7 +300,7 @@ def domain_classifier(
 
 def domain_extractor(data: Dataset, fcfg: Any, device: torch.device) -> FeatureExtractor:
     net, accuracy, key = domain_classifier(data, fcfg.get("domain"), device, fcfg.get("cache_dir"))
-    extra = {"classifier_accuracy": accuracy}
+    extra = {"classifier_accuracy": accuracy, "classifier_key": key}
     return FeatureExtractor("domain", f"domain:{key}", net.features, device, extra, classify=net)
 
 

@@ -15,19 +15,34 @@ References:
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from genbench.data import Dataset, binarize, dequantize
-from genbench.errors import GenbenchError
-from genbench.metrics.ais import AISSettings, ObsModel, ObsSampler, ais_log_prob, bdmc
+from genbench.data import Dataset
+from genbench.metrics.ais import (
+    AISEstimate,
+    AISSettings,
+    ObsModel,
+    ObsSampler,
+    ais_log_prob,
+    repeat_rows,
+    reverse_ais_log_prob,
+    simulate,
+)
 from genbench.metrics.context import EvalContext
+from genbench.metrics.likelihood_inputs import (
+    accepts,
+    at_edge,
+    decoder_scale_inputs,
+    frozen,
+    held_out,
+    model_inputs,
+    test_inputs,
+)
 from genbench.metrics.parzen import choose_bandwidth, parzen_log_density
 from genbench.model import GenerativeModel, has_decoder, randn
 from genbench.results import Metric
@@ -124,82 +139,7 @@ def nll_metrics(
 # ----------------------------------------------------------------------------- adapters
 
 NLL_VARIANT = ("method", "data")  # a likelihood number is told apart by its method and the data it is about
-BINARIZE_SEED = 0  # the one fixed binarization of the data every binarized model is scored on
-DEQUANTIZE_SEED = 1  # the one fixed dequantization every Gaussian-kernel or Gaussian-observation score uses
 PARZEN_WARNING = "Parzen-window estimate, not a likelihood: unreliable in high dimension (Theis et al. 2016)"
-
-
-def accepts(fn: Callable[..., Any], name: str) -> bool:
-    """True if `fn` takes a keyword argument `name` (e.g. `generator`)."""
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def model_inputs(model: GenerativeModel, x: torch.Tensor, levels: int | None) -> tuple[torch.Tensor, int | None, dict]:
-    """Pipeline-unit data as the model is scored on it, the levels for bits/dim, and a note for the record.
-
-    Binarized models see one fixed binarization (seed `BINARIZE_SEED`), scored with `L = 2`; every
-    other model gets pipeline units and does its own dequantization. The note says which data the numbers
-    are about (`data`) and whether the model scores dequantized points (`dequantized`).
-    """
-    if model.data_variant == "binarized" and levels is not None:
-        x = binarize(x, torch.Generator().manual_seed(BINARIZE_SEED))
-        return x, 2, {"data": "binarized", "dequantized": False}
-    dequantized = model.data_variant == "dequantized" and levels is not None
-    return x, levels, {"data": "discrete" if levels is not None else "continuous", "dequantized": dequantized}
-
-
-def test_inputs(model: GenerativeModel, data: Dataset, n_test: int | None) -> tuple[torch.Tensor, int | None, dict]:
-    """The (first `n_test`) test examples as `model_inputs` gives them."""
-    return model_inputs(model, data.test if n_test is None else data.test[:n_test], data.spec.levels)
-
-
-def validation_rows(data: Dataset, n: int) -> torch.Tensor:
-    """The first `n` rows of the validation split, on which every selection is made (never training rows)."""
-    if data.valid is None or len(data.valid) == 0:
-        raise GenbenchError(
-            f"dataset {data.spec.name!r} has no validation split to choose bandwidths and noise levels on; "
-            f"set dataset.valid_fraction > 0"
-        )
-    return data.valid[:n]
-
-
-def continuous_inputs(x: torch.Tensor, levels: int | None) -> torch.Tensor:
-    """Discrete data dequantized to `(k + u) / L` with a fixed `u` (DESIGN units); continuous data as is.
-
-    A Gaussian density on `R^D` evaluated there is a density on `[0, 1]^D` short of the mass it puts
-    outside the cube, so `log p - D log L` stays a lower bound in expectation on `log P(k)` (Jensen).
-    """
-    if levels is None:
-        return x
-    return dequantize(x, levels, torch.Generator().manual_seed(DEQUANTIZE_SEED))
-
-
-def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int, desc: str) -> torch.Tensor:
-    """Apply a per-example function batch by batch; results float64 on the CPU, `(N,)`."""
-    out = []
-    for start in tqdm(range(0, len(x), batch_size), desc=desc, leave=False):
-        out.append(fn(x[start : start + batch_size]).detach().double().cpu())
-    return torch.cat(out)
-
-
-def at_edge(value: float, grid: Any) -> bool:
-    """True if a grid search chose an end of its grid: the best value may lie outside, so widen the grid."""
-    return len(grid) > 1 and value in (min(grid), max(grid))
-
-
-@contextmanager
-def frozen(model: GenerativeModel) -> Iterator[None]:
-    """No parameter gradients while AIS differentiates with respect to `z` only (saves memory)."""
-    flags = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(flag)
 
 
 # ----------------------------------------------------------------------------- the model's own density
@@ -270,42 +210,68 @@ def own_density_metrics(
 # ----------------------------------------------------------------------------- AIS and BDMC
 
 
-def gaussian_observation(model: GenerativeModel, sigma: float) -> tuple[ObsModel, ObsSampler]:
-    """`p(x|z) = N(x; decode(z), sigma^2 I)` on flattened data, and a sampler of it."""
+def gaussian_observation(model: GenerativeModel, sigma: float | torch.Tensor) -> tuple[ObsModel, ObsSampler]:
+    """`p(x|z) = N(x; decode(z), sigma^2 I)` on flattened data, and a sampler of it.
+
+    `sigma` is one value, or one per example `(B,)` (a grid searched in one AIS run): AIS lays chains out
+    chain-major (`repeat_rows`), so row `r` of a batch belongs to example `r mod B`.
+    """
+
+    def row_sigma(n: int, device: torch.device) -> torch.Tensor | float:
+        if isinstance(sigma, torch.Tensor):
+            return sigma.to(device).repeat(n // len(sigma))[:, None]  # (N, 1)
+        return sigma
 
     def log_lik(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         mean = model.decode(z).flatten(1)  # (N, D)
-        sq = (((x.flatten(1) - mean) / sigma) ** 2).sum(1)
-        return -0.5 * sq - mean.shape[1] * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+        s = row_sigma(len(mean), mean.device)
+        sq = (((x.flatten(1) - mean) / s) ** 2).sum(1)
+        log_s = torch.log(s).squeeze(1) if isinstance(s, torch.Tensor) else math.log(s)
+        return -0.5 * sq - mean.shape[1] * (log_s + 0.5 * math.log(2 * math.pi))
 
     def sample(z: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         mean = model.decode(z)
-        return mean + sigma * randn(tuple(mean.shape), generator, mean.device)
+        s = row_sigma(len(mean), mean.device)
+        s = s.view(-1, *([1] * (mean.dim() - 1))) if isinstance(s, torch.Tensor) else s
+        return mean + s * randn(tuple(mean.shape), generator, mean.device)
 
     return log_lik, sample
 
 
-def ais_settings(acfg: Any) -> AISSettings:
+def ais_settings(acfg: Any, steps: int | None = None) -> AISSettings:
+    """The AIS protocol of an eval config's `likelihood.ais` section (`steps` overrides, e.g. `select_steps`)."""
+    defaults = AISSettings(1)
     return AISSettings(
-        int(acfg.steps), int(acfg.leapfrog), float(acfg.step_size), float(acfg.target_accept), int(acfg.chains)
+        steps=int(steps if steps is not None else acfg.steps),
+        leapfrog=int(acfg.leapfrog),
+        step_size=float(acfg.step_size),
+        target_accept=float(acfg.target_accept),
+        chains=int(acfg.chains),
+        adapt_rate=float(acfg.get("adapt_rate", defaults.adapt_rate)),
+        pilot_chains=int(acfg.get("pilot_chains", defaults.pilot_chains)),
+        schedule=str(acfg.get("schedule", defaults.schedule)),
+        start_spread=float(acfg.get("start_spread", defaults.start_spread)),
+        linear_share=float(acfg.get("linear_share", defaults.linear_share)),
     )
 
 
 def choose_sigma(
-    model: GenerativeModel, held_out: torch.Tensor, acfg: Any, generator: torch.Generator | None
+    model: GenerativeModel, held: torch.Tensor, acfg: Any, generator: torch.Generator | None
 ) -> tuple[float, dict[str, float]]:
     """The observation noise in `acfg.sigma_grid` with the best mean AIS estimate on held-out data.
 
-    A shorter AIS (`select_steps`) scores each candidate, as Wu et al. chose the variance on validation data.
+    A shorter AIS (`select_steps`) scores every candidate, all in one batch (row `s * n + i`: candidate `s`,
+    example `i`), as Wu et al. chose the variance on validation data.
     """
-    settings = AISSettings(
-        int(acfg.select_steps), int(acfg.leapfrog), float(acfg.step_size), float(acfg.target_accept), int(acfg.chains)
+    grid = [float(s) for s in acfg.sigma_grid]
+    x = held.to(model.device)
+    sigma_rows = torch.tensor(grid, device=model.device).repeat_interleave(len(x))  # (S * n,)
+    obs, _ = gaussian_observation(model, sigma_rows)
+    estimate = ais_log_prob(
+        obs, repeat_rows(x, len(grid)), model.latent_dim, ais_settings(acfg, acfg.select_steps), generator
     )
-    x = held_out.to(model.device)
-    scores = {}
-    for sigma in acfg.sigma_grid:
-        obs, _ = gaussian_observation(model, float(sigma))
-        scores[str(sigma)] = float(ais_log_prob(obs, x, model.latent_dim, settings, generator)[0].mean())
+    means = estimate.log_p.view(len(grid), len(x)).mean(1).tolist()  # (S,)
+    scores = {str(s): m for s, m in zip(acfg.sigma_grid, means, strict=True)}
     best = max(acfg.sigma_grid, key=lambda s: scores[str(s)])
     return float(best), scores
 
@@ -322,59 +288,80 @@ def observation(
     if callable(getattr(model, "log_prob_given_latent", None)):
         sampler = getattr(model, "sample_given_latent", None)
         return model.log_prob_given_latent, sampler if callable(sampler) else None, False, {"obs_model": "model"}
-    held, levels, _ = model_inputs(model, validation_rows(data, int(acfg.select_n)), data.spec.levels)
-    sigma, scores = choose_sigma(model, continuous_inputs(held, levels), acfg, generator)
+    rows, split = held_out(data, int(acfg.select_n))
+    held, levels, _ = model_inputs(model, rows, data.spec.levels)
+    sigma, scores = choose_sigma(model, decoder_scale_inputs(held, levels)[0], acfg, generator)
     obs, sampler = gaussian_observation(model, sigma)
     fields = {
         "obs_model": "gaussian",
         "obs_sigma": sigma,
         "obs_sigma_scores": scores,
-        "obs_sigma_split": "valid",
+        "obs_sigma_split": split,
         "obs_sigma_at_grid_edge": at_edge(sigma, acfg.sigma_grid),
     }
     return obs, sampler, True, fields
 
 
-def bdmc_fields(
-    obs: ObsModel, sampler: ObsSampler | None, model: GenerativeModel, acfg: Any, generator: torch.Generator | None
-) -> dict[str, Any]:
-    """BDMC bracket on `acfg.bdmc_n` simulated examples, in nats per example (mean over examples)."""
-    n = int(acfg.get("bdmc_n", 0))
-    if n == 0:
-        return {}
-    if sampler is None:
-        return {"bdmc": "n/a: the model's observation model has no sample_given_latent(z, generator)"}
-    _, lower, upper = bdmc(obs, sampler, model.latent_dim, n, ais_settings(acfg), generator, model.device)
-    lo, hi = float(lower.double().mean()), float(upper.double().mean())
-    return {"bdmc_lower": lo, "bdmc_upper": hi, "bdmc_gap_nats": hi - lo, "bdmc_n": n}
+def forward_in_batches(
+    obs: ObsModel,
+    x: torch.Tensor,
+    latent_dim: int,
+    settings: AISSettings,
+    batch: int,
+    generator: torch.Generator | None,
+) -> AISEstimate:
+    """Forward AIS on `x` `(N, ...)` in runs of at most `batch` examples (each run batches all its chains)."""
+    parts = [ais_log_prob(obs, x[i : i + batch], latent_dim, settings, generator) for i in range(0, len(x), batch)]
+    return AISEstimate(
+        torch.cat([p.log_p for p in parts]),
+        torch.cat([p.betas for p in parts], dim=1),
+        torch.cat([p.step_sizes for p in parts], dim=1),
+        torch.cat([p.accept for p in parts]),
+    )
+
+
+def bdmc_fields(lower: torch.Tensor, upper: torch.Tensor) -> dict[str, Any]:
+    """BDMC's bracket on simulated examples, in nats per example (means over examples), and its gap's stderr."""
+    gap = (upper - lower).double()
+    return {
+        "bdmc_lower": float(lower.double().mean()),
+        "bdmc_upper": float(upper.double().mean()),
+        "bdmc_gap_nats": float(gap.mean()),
+        "bdmc_gap_stderr": mean_stderr(gap)[1],
+        "bdmc_n": len(gap),
+    }
 
 
 def ais_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: torch.Generator | None) -> list[Metric]:
-    """AIS estimate of `log p(x)` on the test split for a decoder-based model, with its BDMC bracket."""
+    """AIS estimate of `log p(x)` on the test split for a decoder-based model, with its BDMC bracket.
+
+    The test examples and BDMC's `bdmc_n` examples simulated from the model anneal together (in runs of
+    `batch_size` examples); the reverse chains then retrace the simulated examples' schedules and steps.
+    """
     acfg = lcfg.ais
     settings = ais_settings(acfg)
+    n_sim = int(acfg.get("bdmc_n", 0))
     with frozen(model):
         obs, sampler, continuous, fields = observation(model, data, acfg, generator)
         x, levels, note = test_inputs(model, data, acfg.get("n_test"))
+        log_jacobian = 0.0
         if continuous:
-            x = continuous_inputs(x, levels)
-            note = {**note, "dequantized": levels is not None}
-        rates: list[float] = []
-
-        def estimate(xb: torch.Tensor) -> torch.Tensor:
-            lp, rate = ais_log_prob(obs, xb.to(model.device), model.latent_dim, settings, generator)
-            rates.append(rate)
-            return lp
-
-        lp = batched(estimate, x, int(acfg.batch_size), "ais")
-        fields |= bdmc_fields(obs, sampler, model, acfg, generator)
-    protocol = {
-        "schedule": "sigmoid(radius=4)",
-        "steps": settings.steps,
-        "chains": settings.chains,
-        "leapfrog": settings.leapfrog,
-        "accept_rate": sum(rates) / len(rates),
-    }
+            x, log_jacobian = decoder_scale_inputs(x, levels)
+            note = {**note, "dequantized": levels is not None, "scale": "decoder"}  # (k + u - 1/2) / (L - 1)
+        x, n_test = x.to(model.device), len(x)
+        if n_sim and sampler is None:
+            fields["bdmc"] = "n/a: the model's observation model has no sample_given_latent(z, generator)"
+            n_sim = 0
+        if n_sim:
+            x_sim, z_sim = simulate(sampler, model.latent_dim, n_sim, generator, model.device)
+            x = torch.cat([x, x_sim.view(n_sim, *x.shape[1:])])
+        forward = forward_in_batches(obs, x, model.latent_dim, settings, int(acfg.batch_size), generator)
+        if n_sim:
+            sim = forward.examples(slice(n_test, None))
+            fields |= bdmc_fields(sim.log_p, reverse_ais_log_prob(obs, x[n_test:], z_sim, sim, settings, generator))
+    test_run = forward.examples(slice(0, n_test))
+    protocol = {**settings.protocol(), **test_run.summary(), "log_jacobian": log_jacobian}
+    lp = test_run.log_p.cpu() + log_jacobian
     return nll_metrics(lp, data.spec.dim, levels, "lower_bound", "ais", {**note, **fields, **protocol})
 
 
@@ -383,30 +370,50 @@ def ais_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, generator: tor
 
 def kde_fit(
     model: GenerativeModel, data: Dataset, cfg: Any, levels: int | None, centers: torch.Tensor
-) -> tuple[torch.Tensor, float, dict[str, float]]:
-    """Model samples `(M, D)` as kernel centres and the bandwidth chosen on the validation split."""
-    held, held_levels, _ = model_inputs(model, validation_rows(data, int(cfg.n_valid)), levels)
-    valid = continuous_inputs(held, held_levels).flatten(1)
+) -> tuple[torch.Tensor, float, dict[str, Any]]:
+    """Model samples `(M, D)` as kernel centres and the bandwidth chosen on the validation split (on the decoder's
+    scale).
+
+    Returns:
+        The centres, the bandwidth, and the record fields of the choice (scores, split, grid edge).
+    """
+    rows, split = held_out(data, int(cfg.n_valid))
+    held, held_levels, _ = model_inputs(model, rows, levels)
+    valid = decoder_scale_inputs(held, held_levels)[0].flatten(1)
     bandwidth, scores = choose_bandwidth(valid, centers.to(model.device), list(cfg.bandwidth_grid))
-    return centers, bandwidth, scores
+    fields = {
+        "bandwidth": bandwidth,
+        "bandwidth_scores": scores,
+        "bandwidth_split": split,
+        "bandwidth_at_grid_edge": at_edge(bandwidth, cfg.bandwidth_grid),
+        "n_samples": len(centers),
+    }
+    return centers, bandwidth, fields
+
+
+def kde_log_density(
+    model: GenerativeModel,
+    data: Dataset,
+    x: torch.Tensor,
+    cfg: Any,
+    levels: int | None,
+    centers: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """A Gaussian KDE on model samples `centers (M, D)`, at `x` dequantized on the decoder's scale, in DESIGN
+    units `(N,)`."""
+    centers, bandwidth, fields = kde_fit(model, data, cfg, levels, centers)
+    points, log_jacobian = decoder_scale_inputs(x, levels)
+    lp = parzen_log_density(points.flatten(1), centers.to(model.device), bandwidth) + log_jacobian
+    return lp, {**fields, "log_jacobian": log_jacobian}
 
 
 def parzen_metrics(model: GenerativeModel, data: Dataset, lcfg: Any, centers: torch.Tensor) -> list[Metric]:
     """Goodfellow et al.'s Parzen-window protocol on the test split with model samples as centres, an `estimate`."""
-    pcfg = lcfg.parzen
-    centers, bandwidth, scores = kde_fit(model, data, pcfg, data.spec.levels, centers)
     x, levels, note = test_inputs(model, data, lcfg.get("n_test"))
-    lp = parzen_log_density(continuous_inputs(x, levels).flatten(1), centers.to(model.device), bandwidth)
-    note = {**note, "dequantized": levels is not None}
-    fields = {
-        "bandwidth": bandwidth,
-        "bandwidth_scores": scores,
-        "bandwidth_split": "valid",
-        "bandwidth_at_grid_edge": at_edge(bandwidth, pcfg.bandwidth_grid),
-        "n_samples": len(centers),
-        "warning": PARZEN_WARNING,
-    }
-    return nll_metrics(lp, data.spec.dim, levels, "estimate", "parzen", {**note, **fields})
+    lp, fields = kde_log_density(model, data, x, lcfg.parzen, levels, centers)
+    if levels is not None:
+        note = {**note, "dequantized": True, "scale": "decoder"}
+    return nll_metrics(lp, data.spec.dim, levels, "estimate", "parzen", {**note, **fields, "warning": PARZEN_WARNING})
 
 
 def model_log_density(
@@ -417,7 +424,7 @@ def model_log_density(
     generator: torch.Generator | None,
     samples: Callable[[int], torch.Tensor],
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """`log p_model(x)` for toy data: the model's own density (largest IWAE k for bounds), else a KDE on
+    """`log p_model(x)` in DESIGN units: the model's own density (largest IWAE k for bounds), else a KDE on
     `samples(n)`, the model's samples flattened to `(n, D)`."""
     methods = list(density_methods(model, [int(k) for k in lcfg.get("iwae_k", [])], lcfg.get("chunk"), generator))
     if methods:
@@ -426,11 +433,8 @@ def model_log_density(
             lp, _ = batched_density(fn, x, int(lcfg.batch_size), model.device, f"kl_to_truth {method}")
         return lp, {"method": method, "density_kind": kind}
     kcfg = lcfg.kl_to_truth
-    centers, bandwidth, _ = kde_fit(model, data, kcfg, None, samples(int(kcfg.n_samples)))
-    lp = parzen_log_density(x, centers.to(model.device), bandwidth)
-    edge = at_edge(bandwidth, lcfg.kl_to_truth.bandwidth_grid)
-    fields = {"method": "kde", "density_kind": "estimate", "bandwidth": bandwidth, "bandwidth_at_grid_edge": edge}
-    return lp, {**fields, "n_samples": len(centers)}
+    lp, fields = kde_log_density(model, data, x, kcfg, data.spec.levels, samples(int(kcfg.n_samples)))
+    return lp, {"method": "kde", "density_kind": "estimate", **fields}
 
 
 def kl_to_truth_metrics(
@@ -440,14 +444,18 @@ def kl_to_truth_metrics(
     generator: torch.Generator | None,
     samples: Callable[[int], torch.Tensor],
 ) -> list[Metric]:
-    """`E_true[log p_true(x) - log p_model(x)]` over the toy test split (a Monte-Carlo estimate, nats).
+    """`E_true[log p_true(x) - log p_model(x)]` over the test split of data with a known density (nats).
 
+    Toy 2-D mixtures and the `teacher` images know their density (`data.density.log_density`, DESIGN units).
     With a lower bound for `log p_model` the estimate is, in expectation, an upper bound on the KL;
-    `density_kind` in the record says which density was used.
+    `density_kind` in the record says which density was used. A binarized model's density is of other data
+    (L = 2), so it gets none.
     """
+    if model.data_variant == "binarized":
+        return []
     x = data.test if lcfg.get("n_test") is None else data.test[: lcfg.n_test]
     log_model, fields = model_log_density(model, data, x, lcfg, generator, samples)
-    diff = data.density.log_density(x).cpu() - log_model
+    diff = data.density.log_density(x).cpu().double() - log_model.cpu().double()
     mean, se = mean_stderr(diff)
     return [Metric("kl_to_truth", mean, "nats", "estimate", se, len(x), "test", fields, ("method",))]
 
