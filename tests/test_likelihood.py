@@ -473,3 +473,39 @@ def test_selections_are_made_on_validation_rows_never_on_training_rows() -> None
     assert scores(replace(data, valid=data.valid * 3.0)) != base
     with pytest.raises(GenbenchError, match="no validation split"):
         scores(replace(data, valid=None))
+
+
+def test_observation_floor_is_the_training_images_as_a_gaussian_mixture_generator() -> None:
+    spec = DataSpec("digits", (1, 1, 2), 17, (0.0, 1.0), 1, 1, "test")
+    data = Dataset(spec, torch.tensor([[[[0.25, 0.5]]]]), torch.zeros(1, 1, 1, 2))
+    y = torch.tensor([[0.3, 0.45]])
+    got = lk.observation_floor(data, y, 0.1, 0.7, 17)
+    normal = torch.distributions.Normal(torch.tensor([0.25, 0.5], dtype=torch.float64), 0.1)
+    log_n = normal.log_prob(y.double()).sum()  # one centre: one Gaussian
+    assert got["obs_floor_nats"] == pytest.approx(-(float(log_n) + 0.7), rel=1e-9)
+    expected_bpd = -(float(log_n) + 0.7 - 2 * math.log(17)) / (2 * math.log(2))
+    assert got["obs_floor_bpd"] == pytest.approx(expected_bpd, rel=1e-9)
+
+
+def test_ais_is_paired_with_the_models_own_bound_on_the_same_examples() -> None:
+    data = image_data(6)
+
+    class KnownBound(GenerativeModel):
+        likelihood = "lower_bound"
+
+        def __init__(self, spec) -> None:
+            super().__init__(spec)
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def log_prob_bound(self, x: torch.Tensor, k: int) -> torch.Tensor:
+            return -x.flatten(1).sum(1) - 1.0 / k  # tighter with k, a known value per example
+
+    model = KnownBound(data.spec)
+    ais_lp = torch.full((4,), -3.0, dtype=torch.float64)
+    got = lk.paired_with_own_bound(model, data, ais_lp, eval_cfg(iwae_k=[8]).likelihood, 17, None)
+    own = -data.test[:4].flatten(1).sum(1).double() - 1.0 / 8
+    assert got["paired_method"] == "iwae-8" and got["paired_n"] == 4
+    assert got["paired_gap_nats"] == pytest.approx(float((ais_lp - own).mean()), rel=1e-9)
+    exact = KnownBound(data.spec)
+    exact.likelihood = "exact"  # only a bound model has a bound to pair with
+    assert lk.paired_with_own_bound(exact, data, ais_lp, eval_cfg().likelihood, 17, None) == {}

@@ -68,9 +68,16 @@ def likelihood_note(ms: list[dict[str, Any]]) -> str:
     sigmas = {x.get("obs_sigma") for x in ms} - {None}
     if sigmas:
         parts.append("σ = " + "/".join(fmt(v, 2) for v in sorted(sigmas)))
+    floors = [x["obs_floor_bpd"] for x in ms if x.get("obs_floor_bpd") is not None]
+    if floors:  # what the observation noise alone costs: the training images as the generator
+        parts.append(f"the data itself ≤ {fmt(sum(floors) / len(floors), 3)} under this σ")
     gaps = [x["bdmc_gap_nats"] for x in ms if x.get("bdmc_gap_nats") is not None]
     if gaps:
         parts.append(f"BDMC gap {fmt(sum(gaps) / len(gaps), 2)} nats")
+    paired = [x for x in ms if x.get("paired_gap_nats") is not None]
+    if paired:
+        gap = sum(x["paired_gap_nats"] for x in paired) / len(paired)
+        parts.append(f"{fmt(gap, 2):s} nats vs {paired[0]['paired_method']} on the same {paired[0]['paired_n']}")
     return ", ".join(p for p in parts if p)
 
 
