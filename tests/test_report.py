@@ -325,3 +325,14 @@ def test_claim_a_from_speed_records_at_several_sizes(tmp_path: Path) -> None:
     assert "pixelcnn needs 3.0× the GAN's FLOPs per sample but 10200× its batch-1 time" in claim
     assert "1024 network evaluations against 1" in claim and "claim_a.png" in claim
     assert imread(tmp_path / "out" / "claim_a.png").ndim == 3
+
+
+def test_columns_appear_only_where_a_run_measured_them(table: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    assert not any(h.startswith(("KL to truth", "modes")) for h in table["gan"])  # digits: no known density
+    root = tmp_path / "toy"
+    kl = Metric("kl_to_truth", 0.25, "nats", "estimate", 0.01, 100, "test", {"method": "kde"}, ("method",))
+    modes = Metric("modes_covered", 8.0, "modes", "estimate", None, 2500, "samples", {"mode": "default"}, ("mode",))
+    write_run_at(root / "gan" / "seed0", "gan", 0, [kl, modes])
+    header, rows = main_table(group_runs(load_runs(root).runs)["digits"])
+    cells = dict(zip(header, rows[0], strict=True))
+    assert cells["KL to truth (nats)"] == "≈ 0.2500" and cells["modes"] == "8.000"

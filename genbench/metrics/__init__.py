@@ -52,7 +52,11 @@ class Family:
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("likelihood", "genbench.metrics.likelihood", (Column("nll_bpd", "bits/dim", "likelihood"),)),
+    Family(
+        "likelihood",
+        "genbench.metrics.likelihood",
+        (Column("nll_bpd", "bits/dim", "likelihood"), Column("kl_to_truth", "KL to truth", "plain", unit="nats")),
+    ),
     Family("baselines", "genbench.metrics.baselines"),  # rows of their own beside the models' likelihoods
     Family(
         "fid",
@@ -64,7 +68,11 @@ FAMILIES: tuple[Family, ...] = (
             Column("recall", "recall", "quality"),
         ),
     ),
-    Family("mixture", "genbench.metrics.mixture"),  # toy mixtures: modes covered, high-quality fraction
+    Family(  # toy mixtures: modes covered, high-quality fraction
+        "mixture",
+        "genbench.metrics.mixture",
+        (Column("modes_covered", "modes", "quality"), Column("high_quality_fraction", "high quality", "quality")),
+    ),
     Family("progress", "genbench.metrics.progress"),  # quality over training, from kept snapshots
     Family("mixing", "genbench.metrics.mixing"),  # chain samplers: classes one chain visits in N steps
     Family("partition", "genbench.metrics.partition"),  # energy models: AIS log Z against schedule length

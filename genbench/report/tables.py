@@ -253,6 +253,10 @@ def main_table(groups: list[Group], columns: list[Column] | None = None) -> Tabl
     flagged in its model cell.
     """
     columns = main_columns() if columns is None else columns
+    # a registered metric no run of this table measured (KL to truth on digits) gets no column of its own
+    columns = [
+        c for c in columns if c.cell in ("likelihood", "throughput") or any(variants(g, c.metric) for g in groups)
+    ]
     quality = [c.metric for c in columns if c.cell == "quality"]
     features, device = table_features(groups, quality), uniform(groups, device_of)
     preset = common_preset(groups)
