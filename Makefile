@@ -15,7 +15,7 @@ endif
 DIR ?= $(shell ls -td results/sweeps/*/ 2>/dev/null | head -n 1)
 COMMA := ,
 
-.PHONY: install test bench bench-metrics lint compare speed report validate clean gpu-bench claims
+.PHONY: install test bench bench-metrics lint compare speed report validate clean gpu-bench claims reference
 
 install: $(STAMP)
 
@@ -66,6 +66,18 @@ claims: install
 	for e in $(CLAIMS); do OMP_NUM_THREADS=1 $(BIN)/genbench bench -m experiment=$$e hydra.launcher.n_jobs=2 $(ARGS) \
 		|| status=1; done; \
 	$(BIN)/genbench report results/claims && exit $$status
+
+# make reference EXPERIMENT=digits_all [OUT=results/reference/digits]: a committed reference comparison in three
+# steps: train and evaluate every model and seed (two jobs at a time, one thread each, speed left out), then time
+# each run's sampling alone (genbench eval eval.families=[speed]: nothing else on the machine), then the report.
+EXPERIMENT ?= digits_all
+OUT ?= results/reference/$(subst _all,,$(EXPERIMENT))
+reference: install
+	OMP_NUM_THREADS=1 $(BIN)/genbench bench -m experiment=$(EXPERIMENT) hydra.launcher.n_jobs=2 \
+		eval.speed.enabled=false hydra.sweep.dir=$(OUT) $(ARGS); status=$$?; \
+	for run in $$(dirname $$(find $(OUT) -name record.json) | sort); do \
+		$(BIN)/genbench eval run_dir=$$run eval.families=[speed] || status=1; done; \
+	$(BIN)/genbench report $(OUT) && exit $$status
 
 # make report [DIR=<folder with record.json files>]: tables and figures; default DIR = the newest sweep.
 report: install
