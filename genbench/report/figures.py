@@ -360,16 +360,25 @@ def claim_speed_figure(evidence: claims.Evidence) -> Figure | None:
     return fig
 
 
-def claim_capacity_figure(evidence: claims.Evidence) -> Figure | None:
-    series = claims.capacity_series(evidence)
+def _one_panel(series: claims.Series, xlabel: str, ylabel: str, title: str) -> tuple[Figure, Any] | None:
+    """A figure with one panel of `series` (lines with error bars, log x), or None without data."""
     if not series:
         return None
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     _lines(ax, series)
-    ax.set(xlabel="capacity (hidden units of the swept width)", ylabel="KL to the true density (nats)")
-    ax.set_title("(b) Toy 2-D: distance to the truth against capacity")
-    return fig
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    return fig, ax
+
+
+def claim_capacity_figure(evidence: claims.Evidence) -> Figure | None:
+    drawn = _one_panel(
+        claims.capacity_series(evidence),
+        "capacity (hidden units of the swept width)",
+        "KL to the true density (nats)",
+        "(b) Toy 2-D: distance to the truth against capacity",
+    )
+    return drawn and drawn[0]
 
 
 def claim_boltzmann_figure(evidence: claims.Evidence) -> Figure | None:
@@ -409,18 +418,14 @@ def claim_chain_figure(evidence: claims.Evidence) -> Figure | None:
 
 
 def claim_latent_figure(evidence: claims.Evidence) -> Figure | None:
-    series = claims.latent_series(evidence)
-    if not series:
+    drawn = _one_panel(claims.latent_series(evidence), "latent size", "FID", "(e) What a chosen latent size costs")
+    if drawn is None:
         return None
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    _lines(ax, series)
+    fig, ax = drawn
     for g in evidence.of_family("flow"):
         if g.info.get("latent_dim"):
             ax.axvline(g.info["latent_dim"], color="0.5", linestyle=":", label=f"{g.label}: latent = D")
-    ax.set(xlabel="latent size", ylabel="FID")
     ax.legend(fontsize=7)
-    ax.set_title("(e) What a chosen latent size costs")
     return fig
 
 
