@@ -192,7 +192,7 @@ def test_claims_section(sweep: Path, tmp_path: Path) -> None:
     report(sweep, tmp_path, figures=False)
     md = (tmp_path / "comparison.md").read_text()
     section = md.split("## What the seed says, measured")[1]
-    assert [f"### ({k})" in section for k in "abcdef"] == [True] * 6
+    assert [f"### ({k})" in section for k in "abcdefg"] == [True] * 7
     claim = {k: section.split(f"### ({k})")[1].split("###")[0] for k in "abcdef"}
     # (a) one image size: the GAN against the autoregressive family, same (default) mode and batch
     assert "gan 1100 and pixelcnn 50.00 samples/s at batch 64: 22.0× (64 sequential network evaluations" in claim["a"]
@@ -206,6 +206,34 @@ def test_claims_section(sweep: Path, tmp_path: Path) -> None:
     assert "nice 64 for D = 64" in claim["e"] and "Flows cannot choose" in claim["e"]
     assert "gan FID 13.00 ± 3.6, CV 28%" in claim["f"] and "FID over training is not measured" in claim["f"]
     assert "**Verdict:**" in claim["a"] and "RuntimeError: boom at step 7" in md  # failed runs listed
+
+
+def diffusion_sweep(root: Path, fids: dict[str, float]) -> Path:
+    """The GAN's three seeds beside one diffusion run whose modes spend 10, 50 and 1000 network evaluations."""
+    for seed, body in RUNS["gan"][4].items():
+        write_run(root, "gan", seed, tuple(RUNS["gan"][:4]), body)
+    modes, evaluations = list(fids), {"ddim10": 10, "ddim50": 50, "ddpm1000": 1000}
+    body = [fid(v, mode=m) for m, v in fids.items()] + [speed(1000.0 / evaluations[m], m) for m in modes]
+    run_dir = root / "digits" / "ddpm" / "seed0"
+    write_run_at(run_dir, "ddpm", 0, body, ("diffusion", "lower_bound", None, modes))
+    rec = json.loads((run_dir / "record.json").read_text())
+    rec["model_info"] |= {"network_evaluations": evaluations, "mode_changes_samples": True}
+    save_record(rec, run_dir)
+    return root
+
+
+def test_claim_diffusion_steps_to_the_gans_fid(tmp_path: Path) -> None:
+    # The GAN: FID 13 (10, 12, 17) at 1100 samples/s; ddim50 is the first mode at or below it, 20 samples/s.
+    sweep = diffusion_sweep(tmp_path / "reached", {"ddim10": 30.0, "ddim50": 12.0, "ddpm1000": 11.0})
+    report(sweep, tmp_path / "out", figures=False)
+    claim = (tmp_path / "out" / "comparison.md").read_text().split("### (g)")[1]
+    assert "10 (ddim10): 30.0, 100 samples/s; 50 (ddim50): 12.0, 20.0 samples/s; 1000 (ddpm1000)" in claim
+    assert "gan: FID 13.0, 1 evaluation, 1100 samples/s" in claim
+    assert "reaches the GAN's FID (12.0) at 50 network evaluations (ddim50), sampling 55.0× slower" in claim
+    sweep = diffusion_sweep(tmp_path / "not", {"ddim10": 30.0, "ddim50": 20.0, "ddpm1000": 14.0})
+    report(sweep, tmp_path / "out2", figures=False)
+    claim = (tmp_path / "out2" / "comparison.md").read_text().split("### (g)")[1]
+    assert "does not reach the GAN's FID: its best is 14.0 at 1000 network evaluations per sample" in claim
 
 
 def test_claims_not_measured(sweep: Path, tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ the other families, each answered from the records with its numbers and a one-se
 (d) GSNs need Markov chains.
 (e) NICE/RealNVP's latent size equals the data size.
 (f) GAN training may not converge.
+(g) (not the seed's: diffusion, the dominant Markov-chain sampler today) how many network evaluations a diffusion
+    sample needs to reach the GAN's FID.
 
 Models are found by what their records say they are (`model_info.family`, `network_evaluations`), never by name,
 and sweeps by the settings that tell their groups apart (`Group.settings`: a width, a latent size, a loss).
@@ -506,6 +508,51 @@ def instability_from_seeds(evidence: Evidence) -> Answer:
                   "non-convergence; FID over training is not measured in this run.")  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- diffusion's step count
+
+
+def diffusion_steps(evidence: Evidence) -> Answer:
+    """How many network evaluations a diffusion sample needs to reach the GAN's FID, and what they cost."""
+    pairs = [
+        (d, g)
+        for d in evidence.of_family("diffusion")
+        for g in evidence.of_family("adversarial", d.dataset)
+        if d.ok_runs and g.ok_runs and not g.settings
+    ]
+    if not pairs:
+        return missing("needs a diffusion model's and a GAN's runs on one dataset")
+    diffusion, gan = pairs[0]
+    features = table_features([diffusion, gan], ["fid"])
+    target, gan_speed = quality_cell(gan, "fid", features), throughput_cell(gan)
+    evaluations = diffusion.info.get("network_evaluations") or {}
+    points = []  # (evaluations, mode, FID, samples/s)
+    for mode in diffusion.info.get("sampling_modes") or []:
+        fid = quality_cell(diffusion, "fid", features, mode=mode)
+        if fid.mean is not None and mode in evaluations:
+            points.append((int(evaluations[mode]), mode, fid.mean, throughput_cell(diffusion, mode=mode).mean))
+    if target.mean is None or not points:
+        return missing(f"{diffusion.label} or {gan.label} records carry no FID on shared features")
+    points.sort()
+    text = f"{diffusion.label} FID ({features}) against network evaluations per sample: " + "; ".join(
+        f"{n} ({mode}): {fmt(f, 3)}" + (f", {fmt(s, 3)} samples/s" if s else "") for n, mode, f, s in points
+    )
+    text += f". {gan.label}: FID {fmt(target.mean, 3)}, 1 evaluation" + (
+        f", {fmt(gan_speed.mean, 3)} samples/s" if gan_speed.mean else ""
+    )
+    reached = [p for p in points if p[2] <= target.mean]
+    if not reached:
+        n, mode, f, _ = min(points, key=lambda p: p[2])
+        verdict = (
+            f"At the step counts measured the diffusion model does not reach the GAN's FID: its best is "
+            f"{fmt(f, 3)} at {n} network evaluations per sample ({mode})."
+        )
+    else:
+        n, mode, f, speed = reached[0]
+        cost = f", sampling {fmt(gan_speed.mean / speed, 3)}× slower than the GAN" if speed and gan_speed.mean else ""
+        verdict = f"The diffusion model reaches the GAN's FID ({fmt(f, 3)}) at {n} network evaluations ({mode}){cost}."
+    return Answer(text + ".", verdict)
+
+
 # ----------------------------------------------------------------------------- the section
 
 CLAIMS: tuple[tuple[str, str, str, Callable[[Evidence], Answer]], ...] = (
@@ -518,6 +565,8 @@ CLAIMS: tuple[tuple[str, str, str, Callable[[Evidence], Answer]], ...] = (
     ("d", "GSNs", "GSNs need Markov chains.", chains),
     ("e", "Flows' latent size", "NICE/RealNVP's latent size equals the data size.", latent_size),
     ("f", "GAN convergence", "GAN training may not converge.", convergence),
+    ("g", "Diffusion's step count", "a diffusion model samples by many denoising steps; its quality depends on "
+     "how many network evaluations it spends per sample.", diffusion_steps),
 )  # fmt: skip
 
 
