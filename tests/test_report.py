@@ -229,7 +229,10 @@ def test_claim_diffusion_steps_to_the_gans_fid(tmp_path: Path) -> None:
     claim = (tmp_path / "out" / "comparison.md").read_text().split("### (g)")[1]
     assert "10 (ddim10): 30.0, 100 samples/s; 50 (ddim50): 12.0, 20.0 samples/s; 1000 (ddpm1000)" in claim
     assert "gan: FID 13.0, 1 evaluation, 1100 samples/s" in claim
-    assert "reaches the GAN's FID (12.0) at 50 network evaluations (ddim50), sampling 55.0× slower" in claim
+    assert (
+        "reaches the GAN's FID (13.0) at 50 network evaluations per sample (ddim50: FID 12.0), sampling 55.0× "
+        "slower" in claim
+    )
     sweep = diffusion_sweep(tmp_path / "not", {"ddim10": 30.0, "ddim50": 20.0, "ddpm1000": 14.0})
     report(sweep, tmp_path / "out2", figures=False)
     claim = (tmp_path / "out2" / "comparison.md").read_text().split("### (g)")[1]
@@ -364,3 +367,15 @@ def test_columns_appear_only_where_a_run_measured_them(table: dict[str, dict[str
     header, rows = main_table(group_runs(load_runs(root).runs)["digits"])
     cells = dict(zip(header, rows[0], strict=True))
     assert cells["KL to truth (nats)"] == "≈ 0.2500" and cells["modes"] == "8.000"
+
+
+def test_one_seeds_fid_shows_its_bootstrap_range_by_that_name(tmp_path: Path) -> None:
+    # The record's `interval` is a resampled spread that sits above the value (repeated rows add bias): the cell
+    # must call it a bootstrap range and the legend must say how to read it.
+    with_range = fid(20.0)
+    with_range.extra["interval"] = [21.5, 30.25]
+    write_run(tmp_path, "gan", 0, RUNS["gan"][:4], [with_range])
+    header, rows = main_table(group_runs(load_runs(tmp_path).runs)["digits"])
+    assert dict(zip(header, rows[0], strict=True))["FID (domain)"] == "20.00 (bootstrap range [21.5, 30.2])"
+    report(tmp_path, tmp_path / "out", figures=False)
+    assert "read its width, not its position" in (tmp_path / "out" / "comparison.md").read_text()

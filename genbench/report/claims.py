@@ -549,7 +549,10 @@ def diffusion_steps(evidence: Evidence) -> Answer:
     else:
         n, mode, f, speed = reached[0]
         cost = f", sampling {fmt(gan_speed.mean / speed, 3)}× slower than the GAN" if speed and gan_speed.mean else ""
-        verdict = f"The diffusion model reaches the GAN's FID ({fmt(f, 3)}) at {n} network evaluations ({mode}){cost}."
+        verdict = (
+            f"The diffusion model reaches the GAN's FID ({fmt(target.mean, 3)}) at {n} network evaluations per "
+            f"sample ({mode}: FID {fmt(f, 3)}){cost}."
+        )
     return Answer(text + ".", verdict)
 
 

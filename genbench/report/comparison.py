@@ -50,7 +50,9 @@ LEGEND = (
     f"upper bound on bits/dim (a stochastic lower bound on log-likelihood; dequantized densities bound the "
     f"discrete likelihood too), `≈` estimate; the method is in brackets. Sample quality and throughput come from "
     f"each model's default sampling mode; the `data (held-out)` row scores real examples outside the reference "
-    f"exactly like samples. Empty cells say why: `{NO_LIKELIHOOD}`, `{NOT_RUN}` (metric absent), `{FAILED}`."
+    f"exactly like samples. An FID's `bootstrap range` (both sides resampled, 95%) measures its sampling spread; "
+    f"it sits above the value because a resample's repeated rows add to FID's finite-sample bias, so read its "
+    f"width, not its position. Empty cells say why: `{NO_LIKELIHOOD}`, `{NOT_RUN}` (metric absent), `{FAILED}`."
 )
 
 

@@ -225,6 +225,9 @@ def column_cells(groups: list[Group], column: Column, features: str | None, with
     return [plain_cell(g, column.metric) for g in groups]
 
 
+NOTE_LABELS = {"interval": "bootstrap range"}  # a field's name in a cell, where the record's name says too little
+
+
 def with_fields(cell: Cell, fields: tuple[str, ...]) -> Cell:
     """The cell, its note naming `fields` of the metrics behind it (where they all agree)."""
     parts = [cell.note] if cell.note else []
@@ -233,7 +236,7 @@ def with_fields(cell: Cell, fields: tuple[str, ...]) -> Cell:
         if isinstance(value, list):
             value = "[" + ", ".join(fmt(v, 3) for v in value) + "]"
         if value is not None:
-            parts.append(f"{f.replace('_', ' ')} {value}")
+            parts.append(f"{NOTE_LABELS.get(f, f.replace('_', ' '))} {value}")
     cell.note = ", ".join(parts)
     return cell
 
