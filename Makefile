@@ -15,7 +15,7 @@ endif
 DIR ?= $(shell ls -td results/sweeps/*/ 2>/dev/null | head -n 1)
 COMMA := ,
 
-.PHONY: install test bench bench-metrics lint compare speed report validate clean gpu-bench claims reference
+.PHONY: install test bench bench-metrics bench-toyflows lint compare speed report validate clean gpu-bench claims reference
 
 install: $(STAMP)
 
@@ -36,6 +36,13 @@ bench: install
 bench-metrics: install
 	$(BIN)/python -c "import torch_fidelity" 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/metrics_vs_peers.py $(ARGS)
+
+# make bench-toyflows [ARGS="--quick" or "--seeds 0"]: the toy 2-D RealNVP against normflows' at equal size, steps,
+# batch and lr on ring8 and grid25, KL to truth by the suite's estimator and seconds per step, one thread
+# (installs the `bench` extra); writes results/benchmarks/toy_flows_vs_normflows.{json,md}.
+bench-toyflows: install
+	$(BIN)/python -c "import normflows" 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/toy_flows_vs_normflows.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -114,24 +114,38 @@ class AdditiveCoupling(FlowLayer):
 class AffineCoupling(FlowLayer):
     """RealNVP's affine coupling: `z = b*x + (1-b) * (x * exp(s(b*x)) + t(b*x))`.
 
-    The log-scale is stabilised as `s = scale * tanh(raw)` with a learned per-channel `scale` (initialised
-    at 1), so `|s|` stays bounded by `|scale|` and one step cannot blow the activations up.
+    How the network's raw output becomes the log-scale `s` (`clamp`):
+        "learned" (the default, the image path): `s = scale * tanh(raw)` with a learned per-channel `scale`
+            (initialised at 1), so `|s|` stays bounded by `|scale|` and one step cannot blow the activations up.
+        a number `c`: the soft clamp `s = c * tanh(raw / c)`, bounded by `c`, nearly `raw` for `|raw| << c`.
+        None: `s = raw`, unbounded (RealNVP's plain `exp(s)`).
 
     Args:
         mask: `b`, 1 on the kept half; shape `(C, H, W)` for images or `(D,)` for vectors.
         net: maps the masked input to `2C` channels (or `2D` features): raw log-scale, then shift.
+        clamp: "learned", a bound `c > 0`, or None, as above.
     """
 
-    def __init__(self, mask: torch.Tensor, net: nn.Module) -> None:
+    def __init__(self, mask: torch.Tensor, net: nn.Module, clamp: str | float | None = "learned") -> None:
         super().__init__()
+        if not (clamp is None or clamp == "learned" or (isinstance(clamp, int | float) and clamp > 0)):
+            raise ValueError(f"clamp={clamp!r}; accepted: 'learned', a number > 0, or None")
         self.register_buffer("mask", mask)
         self.net = net
-        self.scale = nn.Parameter(torch.ones(mask.shape[0], *[1] * (mask.dim() - 1)))
+        self.clamp = clamp
+        if clamp == "learned":
+            self.scale = nn.Parameter(torch.ones(mask.shape[0], *[1] * (mask.dim() - 1)))
 
     def _log_scale_shift(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raw, shift = self.net(kept).chunk(2, dim=1)
         free = 1 - self.mask
-        return self.scale * torch.tanh(raw) * free, shift * free
+        if self.clamp == "learned":
+            log_s = self.scale * torch.tanh(raw)
+        elif self.clamp is None:
+            log_s = raw
+        else:
+            log_s = self.clamp * torch.tanh(raw / self.clamp)
+        return log_s * free, shift * free
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_s, shift = self._log_scale_shift(x * self.mask)
