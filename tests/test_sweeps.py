@@ -137,6 +137,13 @@ def test_every_experiment_composes(name: str) -> None:
     models = str(params.get("model", "glob(*)"))
     # glob(*) is Hydra's "every option of the group"; an explicit list must name existing model configs.
     assert models == "glob(*)" or set(models.split(",")) <= MODELS, f"experiment {name}: unknown model in {models}"
+    # A swept model key must exist in every model it sweeps: a sweep inherited from another experiment keeps the
+    # parent's keys (claims_training_vae once swept the GAN's model.loss and failed at launch).
+    swept = sorted(MODELS) if models == "glob(*)" else models.split(",") if "model" in params else [cfg.model.name]
+    for key in (str(k).removeprefix("model.") for k in params if str(k).startswith("model.")):
+        for model in swept:
+            model_keys = OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml")
+            assert key in model_keys, f"experiment {name}: {model} has no {key}"
 
 
 def test_slurm_preset_composes_on_submitit_slurm() -> None:
