@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread, imsave
 
+from genbench.report import claims
 from genbench.report.cells import fmt
 from genbench.report.comparison import main, report
 from genbench.report.records import FAILED, NO_LIKELIHOOD, NOT_RUN, group_runs, load_runs
@@ -379,3 +380,31 @@ def test_one_seeds_fid_shows_its_bootstrap_range_by_that_name(tmp_path: Path) ->
     assert dict(zip(header, rows[0], strict=True))["FID (domain)"] == "20.00 (bootstrap range [21.5, 30.2])"
     report(tmp_path, tmp_path / "out", figures=False)
     assert "read its width, not its position" in (tmp_path / "out" / "comparison.md").read_text()
+
+
+def toy_run(root: Path, name: str, model: str, family: str, kl: float, config: dict) -> None:
+    """A finished toy-2D run with one KL-to-truth and the config its settings are read from."""
+    run_dir = root / name
+    rec = new_record(model=model, dataset="toy2d", seed=0, config=config, device="cpu")
+    rec["model_info"] = {"likelihood": "exact", "family": family, "parameters": 100, "latent_dim": 2}
+    rec["train"] = {"steps": 10, "wall_time_s": 1.0, "stopped_by": "max_steps"}
+    rec["metrics"] = [Metric("kl_to_truth", kl, "nats", "estimate", None, 100, "test", {}, ()).to_dict()]
+    save_record(rec, run_dir)
+    (run_dir / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+
+
+def test_a_capacity_sweep_keeps_its_lines_apart_from_other_experiments_runs(tmp_path: Path) -> None:
+    # A width sweep on ring8, beside a convergence run at one width (snapshots kept) on ring8 and on grid25: the
+    # convergence runs are points, not lines, and must neither join the sweep's line nor make lines of their own.
+    def config(width: int, mixture: str = "ring8", snapshots: bool = False) -> dict:
+        return {"dataset": {"name": "toy2d", "mixture": mixture}, "model": {"name": "gan", "width": width},
+                "train": {"keep_snapshots": snapshots}}  # fmt: skip
+
+    for width, kl in ((8, 4.0), (32, 2.0), (128, 1.0)):
+        toy_run(tmp_path, f"gan_w{width}", "gan", "adversarial", kl, config(width))
+    toy_run(tmp_path, "gan_snap_ring8", "gan", "adversarial", 9.0, config(32, snapshots=True))
+    toy_run(tmp_path, "gan_snap_grid25", "gan", "adversarial", 7.0, config(32, "grid25", snapshots=True))
+    evidence = claims.Evidence(group_runs(load_runs(tmp_path).runs))
+    assert claims.capacity_series(evidence) == {
+        "gan on toy2d (mixture=ring8)": [(8.0, 4.0, None), (32.0, 2.0, None), (128.0, 1.0, None)]
+    }

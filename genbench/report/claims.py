@@ -180,8 +180,10 @@ def runs_one_pass(evidence: Evidence) -> Answer:
 # ----------------------------------------------------------------------------- (b) bias and consistency
 
 
-def toy_groups(evidence: Evidence) -> list[Group]:
-    return [g for g in evidence.groups if g.dataset == "toy2d" and g.ok_runs]
+def toy_groups(evidence: Evidence) -> list[tuple[str, Group]]:
+    """(table, group) of the finished toy-2D groups; the table names the mixture (`toy2d (mixture=ring8)`), which
+    is not among a group's settings."""
+    return [(t, g) for t, groups in evidence.tables.items() for g in groups if g.dataset == "toy2d" and g.ok_runs]
 
 
 def capacity_key(group: Group) -> str | None:
@@ -189,25 +191,49 @@ def capacity_key(group: Group) -> str | None:
     return next((k for k in group.settings if "width" in k or "hidden" in k or k.endswith("couplings")), None)
 
 
+# Settings that say how a run was recorded, not what was trained: they never tell two lines of a sweep apart.
+BOOKKEEPING = ("train.keep_snapshots", "train.checkpoint_every")
+
+
+def setting_text(key: str, value: Any) -> str:
+    return f", {key.split('.', 1)[1]}={value}"
+
+
+def line_name(head: str, group: Group, swept: str) -> str:
+    """`head` and the group's settings other than the swept one: one line of a sweep per objective and data."""
+    return head + "".join(setting_text(k, v) for k, v in group.settings.items() if k != swept)
+
+
+def sweeps_only(lines: Series) -> Series:
+    """The lines that are sweeps: at least two distinct values of the swept setting. A run of another experiment
+    that happens to carry the setting (a convergence run at the default width) is a point, not a line. Settings
+    that only say how a run was recorded leave a line's name where the names stay distinct."""
+    kept = {k: sorted(v) for k, v in lines.items() if len({x for x, _, _ in v}) >= 2}
+    shown = dict(kept)
+    for key in BOOKKEEPING:
+        for value in (False, True, None):
+            shown = {k.replace(setting_text(key, value), ""): v for k, v in shown.items()}
+    return shown if len(shown) == len(kept) else kept
+
+
 def capacity_series(evidence: Evidence) -> Series:
-    """KL-to-truth (mean, std over seeds) against capacity, one line per model and training objective."""
+    """KL-to-truth (mean, std over seeds) against capacity, one line per model, training objective and mixture."""
     lines: Series = {}
-    for g in toy_groups(evidence):
+    for table, g in toy_groups(evidence):
         key = capacity_key(g)
         kl = metric_means(g, "kl_to_truth")
         if key is None or kl is None:
             continue
-        objective = {k: v for k, v in g.settings.items() if k != key and not k.startswith("dataset.")}
-        name = g.model + "".join(f", {k.split('.', 1)[1]}={v}" for k, v in objective.items())
+        name = line_name(g.model, g, key) + (f" on {table}" if table != g.dataset else "")
         lines.setdefault(name, []).append((float(g.settings[key]), kl[0], kl[1]))
-    return {k: sorted(v) for k, v in lines.items()}
+    return sweeps_only(lines)
 
 
 def bound_gaps(evidence: Evidence) -> list[tuple[str, float, float]]:
     """(group, ELBO - longest IWAE in nats, KL to truth) of the toy VAEs: how loose the bound is beside how far
     the model is (the longest IWAE stands in for the model's true likelihood)."""
     out = []
-    for g in toy_groups(evidence):
+    for table, g in toy_groups(evidence):
         if g.family != "variational":
             continue
         by_method = {ms[0].get("method"): ms for ms in variants(g, "nll_nats").values()}
@@ -216,7 +242,7 @@ def bound_gaps(evidence: Evidence) -> list[tuple[str, float, float]]:
         if "elbo" in by_method and iwae and kl:
             longest = max(iwae, key=lambda m: int(m[5:]))
             gap = statistics.fmean(by_method["elbo"][i]["value"] - m["value"] for i, m in enumerate(by_method[longest]))
-            out.append((f"{g.label} ({longest})", gap, kl[0]))
+            out.append((f"{g.label} on {table} ({longest})", gap, kl[0]))
     return out
 
 
@@ -258,9 +284,10 @@ def bound_chain(group: Group) -> str | None:
 
 def bias_and_consistency(evidence: Evidence) -> Answer:
     series = capacity_series(evidence)
-    chains_of_bounds = [
-        t for g in evidence.of_family("variational") if g.dataset != "toy2d" for t in [bound_chain(g)] if t
-    ]
+    # the image VAE with the most seeds: one chain of bounds, not one per point of a latent-size sweep
+    on_images = [g for g in evidence.of_family("variational") if g.dataset != "toy2d"]
+    richest = max(on_images, key=lambda g: len(g.ok_runs), default=None)
+    chains_of_bounds = [t for t in [bound_chain(richest) if richest else None] if t]
     if not series:
         if chains_of_bounds:
             return Answer(
@@ -409,13 +436,15 @@ def latent_series(evidence: Evidence, name: str = "fid") -> Series:
             best = min(found, key=lambda ms: statistics.fmean(m["value"] for m in ms), default=None)
             value = mean_std([m["value"] for m in best]) if best else None
         if value is not None:
-            lines.setdefault(f"{g.model} ({g.dataset})", []).append((float(g.settings["model.latent_dim"]), *value))
-    return {k: sorted(v) for k, v in lines.items()}
+            line = line_name(f"{g.model} ({g.dataset})", g, "model.latent_dim")
+            lines.setdefault(line, []).append((float(g.settings["model.latent_dim"]), *value))
+    return sweeps_only(lines)
 
 
 def latent_size(evidence: Evidence) -> Answer:
     flows = [g for g in evidence.of_family("flow") if g.info.get("latent_dim") is not None]
-    fixed = "; ".join(f"{g.label} {g.info['latent_dim']} for D = {data_dim(g)}" for g in flows)
+    # one entry per model and data size: a flow's width sweep does not change its latent size
+    fixed = "; ".join(dict.fromkeys(f"{g.model} {g.info['latent_dim']} for D = {data_dim(g)}" for g in flows))
     series = latent_series(evidence)
     if not series:
         if not flows:
