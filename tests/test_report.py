@@ -382,13 +382,16 @@ def test_one_seeds_fid_shows_its_bootstrap_range_by_that_name(tmp_path: Path) ->
     assert "read its width, not its position" in (tmp_path / "out" / "comparison.md").read_text()
 
 
-def toy_run(root: Path, name: str, model: str, family: str, kl: float, config: dict) -> None:
-    """A finished toy-2D run with one KL-to-truth and the config its settings are read from."""
+def toy_run(
+    root: Path, name: str, model: str, family: str, kl: float, config: dict, extra: list[Metric] = (), seed: int = 0
+) -> None:
+    """A finished toy-2D run with one KL-to-truth (and `extra` metrics) and the config its settings are read from."""
     run_dir = root / name
-    rec = new_record(model=model, dataset="toy2d", seed=0, config=config, device="cpu")
+    rec = new_record(model=model, dataset="toy2d", seed=seed, config=config, device="cpu")
     rec["model_info"] = {"likelihood": "exact", "family": family, "parameters": 100, "latent_dim": 2}
     rec["train"] = {"steps": 10, "wall_time_s": 1.0, "stopped_by": "max_steps"}
-    rec["metrics"] = [Metric("kl_to_truth", kl, "nats", "estimate", None, 100, "test", {}, ()).to_dict()]
+    metrics = [Metric("kl_to_truth", kl, "nats", "estimate", None, 100, "test", {}, ()), *extra]
+    rec["metrics"] = [m.to_dict() for m in metrics]
     save_record(rec, run_dir)
     (run_dir / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
 
@@ -408,3 +411,20 @@ def test_a_capacity_sweep_keeps_its_lines_apart_from_other_experiments_runs(tmp_
     assert claims.capacity_series(evidence) == {
         "gan on toy2d (mixture=ring8)": [(8.0, 4.0, None), (32.0, 2.0, None), (128.0, 1.0, None)]
     }
+
+
+def test_convergence_verdict_names_the_curves_that_lose_modes(tmp_path: Path) -> None:
+    # Two seeds per loss on ring8: ns covers 2 -> 6 -> 8 modes (mean), hinge peaks at 5 and ends at 1 (collapse).
+    coverage = {"ns": ([2, 6, 8], [2, 6, 8]), "hinge": ([4, 6, 2], [2, 4, 0])}
+    for loss, seeds in coverage.items():
+        for seed, counts in enumerate(seeds):
+            name, fields = "modes_covered_over_training", ("step",)
+            steps = zip((100, 200, 300), counts, strict=True)
+            extra = [Metric(name, c, "modes", "estimate", None, 100, "test", {"step": s}, fields) for s, c in steps]
+            config = {"dataset": {"name": "toy2d", "mixture": "ring8"}, "model": {"name": "gan", "loss": loss}}
+            toy_run(tmp_path, f"{loss}{seed}", "gan", "adversarial", 1.0, config, extra, seed)
+    answer = claims.convergence(claims.Evidence(group_runs(load_runs(tmp_path).runs)))
+    hinge = "gan (loss=hinge) on toy2d: modes covered 100: 3.0, 200: 5.0, 300: 1.0 (fell from its peak 5.0)"
+    assert hinge in answer.text
+    assert answer.verdict.endswith("1 of 2 mode-coverage curves (means over seeds) end below their peak: "
+                                   "gan (loss=hinge) on toy2d 5.0 → 1.0.")  # fmt: skip

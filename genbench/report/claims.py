@@ -496,7 +496,7 @@ def convergence(evidence: Evidence) -> Answer:
     modes = progress_series(evidence, "modes_covered_over_training")
     if not fid and not modes:
         return instability_from_seeds(evidence)
-    parts, worse = [], []
+    parts, worse, fell = [], [], []
     for table, lines in fid.items():
         for label, pts in lines.items():
             spread = pts[-1][2]
@@ -507,6 +507,7 @@ def convergence(evidence: Evidence) -> Answer:
     for table, lines in modes.items():
         for label, pts in lines.items():
             peak = max(m for _, m, _ in pts)
+            fell.append((f"{label} on {table}", peak, pts[-1][1]))
             parts.append(f"{label} on {table}: modes covered " + ", ".join(f"{int(s)}: {fmt(m, 2)}" for s, m, _ in pts)
                          + ("" if pts[-1][1] >= peak else f" (fell from its peak {fmt(peak, 2)})"))  # fmt: skip
     adversarial = {g.label for g in evidence.of_family("adversarial")}
@@ -517,6 +518,14 @@ def convergence(evidence: Evidence) -> Answer:
         + (f", the likelihood models' {sum(other_setbacks)} over {len(other_setbacks)}" if other_setbacks else "")
         + "; a setback is a rise of more than 5% between snapshots."
     )
+    lost = [(line, peak, last) for line, peak, last in fell if last < peak]
+    if fell:
+        verdict += (
+            f" On the toy mixtures {len(lost)} of {len(fell)} mode-coverage curves (means over seeds) end below "
+            f"their peak"
+            + (": " + "; ".join(f"{line} {fmt(peak, 2)} → {fmt(last, 2)}" for line, peak, last in lost) if lost else "")
+            + "."
+        )
     return Answer("; ".join(parts) + ".", verdict)
 
 
