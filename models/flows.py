@@ -205,8 +205,9 @@ class NICE(_CouplingFlow):
         n_hidden: hidden layers per coupling MLP (the paper, MNIST: 5).
         prior: `logistic`, `gaussian`, or None for the default above.
         logit_alpha: if set, apply `logit(alpha + (1 - 2 alpha) x)` to images first.
-        toy_init_std: toy 2-D only: the couplings' last layers start with weights drawn from `N(0, std^2)` (bias
-            zero), so each coupling starts near the identity but not at it; None = zero, the exact identity.
+        toy_init_gain: toy 2-D only: the couplings' last layers start with weights drawn from
+            `N(0, gain^2 / hidden)` (bias zero; the initial shifts' size then does not depend on the width), so each
+            coupling starts near the identity but not at it; None or 0 = zero weights, the exact identity.
         lr: Adam learning rate.
         max_grad_norm: gradient-norm clipping threshold.
 
@@ -225,21 +226,21 @@ class NICE(_CouplingFlow):
         n_hidden: int = 2,
         prior: str | None = None,
         logit_alpha: float | None = None,
-        toy_init_std: float | None = 0.01,
+        toy_init_gain: float | None = 0.4,
         lr: float = 1e-3,
         max_grad_norm: float = 100.0,
     ) -> None:
         super().__init__(spec, prior or ("gaussian" if spec.levels is None else "logistic"), lr, max_grad_norm)
-        if toy_init_std is not None and not toy_init_std >= 0:
-            raise ValueError(f"toy_init_std={toy_init_std!r}; accepted: a number >= 0 or None")
+        if toy_init_gain is not None and not toy_init_gain >= 0:
+            raise ValueError(f"toy_init_gain={toy_init_gain!r}; accepted: a number >= 0 or None")
         d = spec.dim
         couplings: list[FlowLayer] = [
             AdditiveCoupling(alternating_mask(d, i % 2), MLP(d, d, hidden, n_hidden)) for i in range(n_couplings)
         ]
-        if self.is_toy and toy_init_std:
+        if self.is_toy and toy_init_gain:
             with torch.no_grad():
                 for coupling in couplings:
-                    nn.init.normal_(coupling.net[-1].weight, std=toy_init_std)
+                    nn.init.normal_(coupling.net[-1].weight, std=toy_init_gain / math.sqrt(hidden))
         self.flow = FlowSequence([*couplings, Scaling(d)])
         self.logit = LogitTransform(logit_alpha) if logit_alpha is not None and not self.is_toy else None
 
