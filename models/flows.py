@@ -205,8 +205,17 @@ class NICE(_CouplingFlow):
         n_hidden: hidden layers per coupling MLP (the paper, MNIST: 5).
         prior: `logistic`, `gaussian`, or None for the default above.
         logit_alpha: if set, apply `logit(alpha + (1 - 2 alpha) x)` to images first.
+        toy_init_gain: toy 2-D only: the couplings' last layers start with weights drawn from
+            `N(0, gain^2 / hidden)` (bias zero; the initial shifts' size then does not depend on the width), so each
+            coupling starts near the identity but not at it; None or 0 = zero weights, the exact identity.
         lr: Adam learning rate.
         max_grad_norm: gradient-norm clipping threshold.
+
+    Why the toy start is off the identity: with every coupling at the identity, the scaling soon fits the data's
+    moment-matched Gaussian, and there a coupling's expected gradient vanishes whenever `E[x_free | x_kept] = 0`
+    (both ring8 and grid25 are symmetric that way): the last layer's gradient is `E[h(x_kept) z_free] = 0`, the
+    layers below get none through a zero last layer, and only batch noise moves them. Wide couplings stayed there
+    for all 3,000 steps (KL to truth exactly the Gaussian fit's, 3.23 nats on ring8, at hidden 64 and 256).
     """
 
     def __init__(
@@ -217,14 +226,21 @@ class NICE(_CouplingFlow):
         n_hidden: int = 2,
         prior: str | None = None,
         logit_alpha: float | None = None,
+        toy_init_gain: float | None = 0.4,
         lr: float = 1e-3,
         max_grad_norm: float = 100.0,
     ) -> None:
         super().__init__(spec, prior or ("gaussian" if spec.levels is None else "logistic"), lr, max_grad_norm)
+        if toy_init_gain is not None and not toy_init_gain >= 0:
+            raise ValueError(f"toy_init_gain={toy_init_gain!r}; accepted: a number >= 0 or None")
         d = spec.dim
         couplings: list[FlowLayer] = [
             AdditiveCoupling(alternating_mask(d, i % 2), MLP(d, d, hidden, n_hidden)) for i in range(n_couplings)
         ]
+        if self.is_toy and toy_init_gain:
+            with torch.no_grad():
+                for coupling in couplings:
+                    nn.init.normal_(coupling.net[-1].weight, std=toy_init_gain / math.sqrt(hidden))
         self.flow = FlowSequence([*couplings, Scaling(d)])
         self.logit = LogitTransform(logit_alpha) if logit_alpha is not None and not self.is_toy else None
 
