@@ -5,6 +5,8 @@ PixelCNN++), so the ELBO bounds the same discrete likelihood that PixelCNN compu
 DESIGN.md units `log_prob_bound` returns the bound on `log P(k) + D log L`. On toy 2-D data the decoder
 is a Gaussian and the bound is on the continuous density. `log_prob_bound(x, k)` is the ELBO at `k=1`
 and the IWAE-`k` bound above, evaluated `chunk` importance samples at a time so memory is bounded.
+On toy data training warms the KL term up (`kl_warmup`): `loss_nats_per_dim` is minus the true bound (per
+dimension) only once `kl_weight`, logged beside it, reaches 1; what is evaluated is always the true bound.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from models.gan import mlp, upsampling_stages
 
 LOG_2PI = math.log(2 * math.pi)
 MIN_LOG_SCALE = -7.0
+TOY_KL_WARMUP = 500  # steps of KL warm-up on toy 2-D data (see `VAE`)
 
 
 def discretized_logistic_log_prob(
@@ -101,6 +104,10 @@ class MLPGaussian(nn.Module):
         return self.net(v).chunk(2, dim=1)
 
 
+def _forget_host_updates(module: VAE, incompatible_keys: object) -> None:
+    module._host_updates = None
+
+
 class VAE(GenerativeModel):
     """A VAE with a Gaussian q(z|x) and a discretized-logistic (images) or Gaussian (toy) decoder.
 
@@ -111,6 +118,11 @@ class VAE(GenerativeModel):
         lr: Adam learning rate.
         train_k: importance samples in the training objective (1 = ELBO, more = IWAE training).
         chunk: importance samples evaluated at once by `log_prob_bound`.
+        kl_warmup: training steps over which the weight of the KL term (log p(z) - log q(z|x) in each importance
+            weight) rises linearly to 1; None = `TOY_KL_WARMUP` on toy 2-D data, 0 (off) on images. Without it the
+            toy VAE collapses within ~10 steps: the decoder's learned variance grows to the data's (~2 per axis)
+            before the encoder carries any information, and from there z is ignored (KL to truth = a single
+            Gaussian's). Training only: `log_prob_bound` (the evaluation) is always the true bound, weight 1.
     """
 
     likelihood = "lower_bound"
@@ -124,9 +136,20 @@ class VAE(GenerativeModel):
         lr: float = 1e-3,
         train_k: int = 1,
         chunk: int = 256,
+        kl_warmup: int | None = None,
     ) -> None:
         super().__init__(spec)
         self.latent_dim, self.lr, self.train_k, self.chunk = latent_dim, lr, train_k, chunk
+        if kl_warmup is None:
+            kl_warmup = 0 if spec.is_image else TOY_KL_WARMUP
+        if kl_warmup < 0:
+            raise ValueError(f"kl_warmup must be >= 0, got {kl_warmup}")
+        self.kl_warmup = int(kl_warmup)
+        if self.kl_warmup:  # only then: an image VAE's state dict (and checkpoints) stay as they were
+            self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # optimizer steps taken
+            # its host copy, read once (None: not yet, or a state dict was loaded since): no step waits on the device
+            self._host_updates: int | None = None
+            self.register_load_state_dict_post_hook(_forget_host_updates)
         if spec.is_image:
             if spec.levels is None:
                 raise ValueError("the image VAE needs discrete data (spec.levels)")
@@ -152,8 +175,11 @@ class VAE(GenerativeModel):
             return log_p + self.spec.dim * math.log(self.spec.levels)
         return gaussian_log_prob(x, mean, log_scale).sum(1)
 
-    def _log_weights(self, x: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n importance log-weights log p(x, z) - log q(z|x) per example, shape (n, B); noise from `generator`."""
+    def _log_weights(
+        self, x: torch.Tensor, n: int, generator: torch.Generator | None = None, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """n importance log-weights log p(x|z) + kl_weight (log p(z) - log q(z|x)) per example, shape (n, B);
+        noise from `generator`. Only training's KL warm-up passes kl_weight < 1 (then they bound nothing)."""
         mu, logvar = self.encoder(x)
         std = torch.exp(0.5 * logvar)
         eps = randn((n, *mu.shape), generator, x.device)
@@ -162,7 +188,9 @@ class VAE(GenerativeModel):
         log_prior = gaussian_log_prob(z, torch.zeros_like(z), torch.zeros_like(z)).sum(-1)
         x_rep = x.expand(n, *x.shape).reshape(n * len(x), *x.shape[1:])  # (n*B, ...)
         log_lik = self.log_prob_given_latent(x_rep, z.reshape(n * len(x), -1)).view(n, len(x))
-        return log_lik + log_prior - log_q
+        if kl_weight == 1.0:
+            return log_lik + log_prior - log_q
+        return log_lik + kl_weight * (log_prior - log_q)
 
     def log_prob_bound(
         self, x: torch.Tensor, k: int = 1, chunk: int | None = None, generator: torch.Generator | None = None
@@ -174,13 +202,27 @@ class VAE(GenerativeModel):
         """
         return chunked_logmeanexp(lambda n: self._log_weights(x, n, generator), k, chunk or self.chunk)
 
+    def kl_weight(self) -> float:
+        """The KL weight of the next training step: (n + 1) / kl_warmup after n steps, at most 1."""
+        if not self.kl_warmup:
+            return 1.0
+        if self._host_updates is None:
+            self._host_updates = int(self.updates.item())
+        return min(1.0, (self._host_updates + 1) / self.kl_warmup)
+
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        bound = torch.logsumexp(self._log_weights(x, self.train_k), dim=0) - math.log(self.train_k)
+        weight = self.kl_weight()
+        log_w = self._log_weights(x, self.train_k, kl_weight=weight)
+        bound = torch.logsumexp(log_w, dim=0) - math.log(self.train_k)
         loss = -bound.mean() / self.spec.dim  # per dimension, so the learning rate does not depend on image size
         opt = self.optimizers["adam"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if self.kl_warmup:
+            self.updates += 1
+            self._host_updates = int(self._host_updates) + 1
+            return {"loss_nats_per_dim": loss.detach(), "kl_weight": weight}
         return {"loss_nats_per_dim": loss.detach()}
 
     # --------------------------------------------------------------------- sampling
