@@ -58,6 +58,26 @@ class GenerativeModel(nn.Module):
         self.spec = spec
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
+    def register_step_counter(self) -> None:
+        """A buffer `updates`, the optimizer steps taken (for schedules and warm-ups; checkpoints carry it, so a
+        resumed run continues them), with a host copy read once and then kept in step by `count_step`, so a
+        training step never waits on the device for its own step number. A loaded state dict resets the copy."""
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self._host_updates: int | None = None
+        self.register_load_state_dict_post_hook(_forget_host_updates)
+
+    def steps_taken(self) -> int:
+        """Optimizer steps taken so far (`register_step_counter`), read from the device at most once."""
+        if self._host_updates is None:
+            self._host_updates = int(self.updates.item())
+        return self._host_updates
+
+    def count_step(self) -> None:
+        """One more optimizer step, on the device and in the host copy."""
+        n = self.steps_taken() + 1
+        self.updates += 1
+        self._host_updates = n
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -112,6 +132,10 @@ class GenerativeModel(nn.Module):
             "parameters": sum(p.numel() for p in self.parameters()),
             "latent_dim": getattr(self, "latent_dim", None),
         }
+
+
+def _forget_host_updates(module: GenerativeModel, incompatible_keys: object) -> None:
+    module._host_updates = None
 
 
 def require_discrete_images(spec: DataSpec, model_name: str) -> None:

@@ -107,10 +107,6 @@ def evaluating(net: nn.Module) -> Iterator[nn.Module]:
         net.train(was_training)
 
 
-def _forget_host_updates(module: DDPM, incompatible_keys: object) -> None:
-    module._host_updates = None
-
-
 class DDPM(GenerativeModel):
     """A DDPM on discrete images: epsilon-prediction U-Net, simple or hybrid loss, DDPM and DDIM samplers.
 
@@ -180,10 +176,7 @@ class DDPM(GenerativeModel):
         attn = tuple(int(a) for a in attn_resolutions) if attn_resolutions is not None else None
         self.net = UNet(channels_in, out, height, width, channels, mult, num_res_blocks, attn, dropout)
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if ema_decay else None
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # optimizer steps taken (warm-up, EMA)
-        # its host copy, read once (None: not yet, or a state dict was loaded since): a step never waits on the device
-        self._host_updates: int | None = None
-        self.register_load_state_dict_post_hook(_forget_host_updates)
+        self.register_step_counter()  # optimizer steps taken: the lr warm-up and the EMA's decay read it
 
         steps = [int(s) for s in (ddim_steps if ddim_steps is not None else (10, 25, 50, 100, 250))]
         modes = [f"ddpm{self.timesteps}"] + [f"ddim{s}" for s in [*steps, self.timesteps] if s <= self.timesteps]
@@ -339,15 +332,10 @@ class DDPM(GenerativeModel):
         vlb = self.terms_at(out, x0, xt, i, stop_mean_grad=True).mean() / (self.spec.dim * math.log(2.0))
         return {"loss": mse + self.vlb_weight * self.timesteps * vlb, "mse": mse, "vlb_bits_per_dim": vlb}
 
-    def host_updates(self) -> int:
-        if self._host_updates is None:
-            self._host_updates = int(self.updates.item())
-        return self._host_updates
-
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         opt = self.optimizers["adam"]
         for group in opt.param_groups:  # linear warm-up from the step count in the state_dict (resume-safe)
-            group["lr"] = self.lr * min(1.0, (self.host_updates() + 1) / max(1, self.warmup_steps))
+            group["lr"] = self.lr * min(1.0, (self.steps_taken() + 1) / max(1, self.warmup_steps))
         scalars = self.losses(x)
         opt.zero_grad(set_to_none=True)
         scalars["loss"].backward()
@@ -359,9 +347,8 @@ class DDPM(GenerativeModel):
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        n = self.host_updates() + 1
-        self.updates += 1
-        self._host_updates = n
+        self.count_step()
+        n = self.steps_taken()
         if self.ema is None:
             return
         decay = min(self.ema_decay, (1 + n) / (10 + n))

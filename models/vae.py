@@ -104,10 +104,6 @@ class MLPGaussian(nn.Module):
         return self.net(v).chunk(2, dim=1)
 
 
-def _forget_host_updates(module: VAE, incompatible_keys: object) -> None:
-    module._host_updates = None
-
-
 class VAE(GenerativeModel):
     """A VAE with a Gaussian q(z|x) and a discretized-logistic (images) or Gaussian (toy) decoder.
 
@@ -146,10 +142,7 @@ class VAE(GenerativeModel):
             raise ValueError(f"kl_warmup must be >= 0, got {kl_warmup}")
         self.kl_warmup = int(kl_warmup)
         if self.kl_warmup:  # only then: an image VAE's state dict (and checkpoints) stay as they were
-            self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # optimizer steps taken
-            # its host copy, read once (None: not yet, or a state dict was loaded since): no step waits on the device
-            self._host_updates: int | None = None
-            self.register_load_state_dict_post_hook(_forget_host_updates)
+            self.register_step_counter()
         if spec.is_image:
             if spec.levels is None:
                 raise ValueError("the image VAE needs discrete data (spec.levels)")
@@ -206,9 +199,7 @@ class VAE(GenerativeModel):
         """The KL weight of the next training step: (n + 1) / kl_warmup after n steps, at most 1."""
         if not self.kl_warmup:
             return 1.0
-        if self._host_updates is None:
-            self._host_updates = int(self.updates.item())
-        return min(1.0, (self._host_updates + 1) / self.kl_warmup)
+        return min(1.0, (self.steps_taken() + 1) / self.kl_warmup)
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         weight = self.kl_weight()
@@ -220,8 +211,7 @@ class VAE(GenerativeModel):
         loss.backward()
         opt.step()
         if self.kl_warmup:
-            self.updates += 1
-            self._host_updates = int(self._host_updates) + 1
+            self.count_step()
             return {"loss_nats_per_dim": loss.detach(), "kl_weight": weight}
         return {"loss_nats_per_dim": loss.detach()}
 
