@@ -1,7 +1,8 @@
 """Benchmark: genbench's sample-quality metrics against pytorch-fid and torch-fidelity, side by side.
 
 On identical synthetic feature arrays (correlated Gaussians, float32 like Inception pool3 features) it times the
-Fréchet distance (regular: n > d; singular: n < d), KID (100 subsets of 1000) and precision/recall (k = 3), from
+Fréchet distance (regular: n > d; singular: n < d), KID (100 subsets of 1000; exact float64 kernels, and the
+float32 kernels of `precision="float32"`, checked against the exact value) and precision/recall (k = 3), from
 features to value, for genbench and each peer in one process, alternating candidates, median of a few repeats,
 at one thread and at all threads. It checks that the values agree (KID on the peer's own subsets, so the
 comparison is exact up to the peer's float32), and records the load average around every case, the versions,
@@ -63,11 +64,12 @@ class Case:
     subsets: int = 100
     subset_size: int = 1000
     k: int = 3
+    precision: str = "float64"  # KID's kernel precision (genbench.metrics.kid.PRECISIONS)
 
     def describe(self) -> str:
         size = f"{self.n_gen or self.n} + {self.n} x {self.d}-d"
         if self.metric == "kid":
-            return f"{self.subsets} subsets x {self.subset_size} of {size}"
+            return f"{self.subsets} subsets x {self.subset_size} of {size}, {self.precision} kernels"
         return f"k={self.k}, {size}" if self.metric == "pr" else size
 
 
@@ -76,6 +78,8 @@ FULL = [
     Case("fid_singular", "fid", 500, 2048),
     Case("kid_64", "kid", 3000, 64),
     Case("kid_2048", "kid", 3000, 2048),
+    Case("kid_64_f32", "kid", 3000, 64, precision="float32"),
+    Case("kid_2048_f32", "kid", 3000, 2048, precision="float32"),
     Case("pr_64", "pr", 3000, 64),
     Case("pr_2048", "pr", 5000, 2048),
 ]
@@ -84,6 +88,8 @@ QUICK = [
     Case("fid_singular", "fid", 100, 256),
     Case("kid_64", "kid", 600, 64, subsets=20, subset_size=200),
     Case("kid_2048", "kid", 600, 256, subsets=20, subset_size=200),
+    Case("kid_64_f32", "kid", 600, 64, subsets=20, subset_size=200, precision="float32"),
+    Case("kid_2048_f32", "kid", 600, 256, subsets=20, subset_size=200, precision="float32"),
     Case("pr_64", "pr", 600, 64),
     Case("pr_2048", "pr", 800, 256),
 ]
@@ -127,7 +133,9 @@ def candidates(case: Case, gen: np.ndarray, ref: np.ndarray) -> dict[str, Callab
     if case.metric == "kid":
         kwargs = {"kid_subsets": case.subsets, "kid_subset_size": case.subset_size, "rng_seed": KID_SEED}
         return {
-            "genbench": lambda: kid_estimate(gen, ref, case.subsets, case.subset_size, seed=SEED).mean,
+            "genbench": lambda: (
+                kid_estimate(gen, ref, case.subsets, case.subset_size, seed=SEED, precision=case.precision).mean
+            ),
             "torch_fidelity": lambda: kid_features_to_metric(gen_t, ref_t, verbose=False, **kwargs)[
                 "kernel_inception_distance_mean"
             ],
@@ -158,10 +166,14 @@ def agreement(case: Case, gen: np.ndarray, ref: np.ndarray, values: dict[str, An
     elif case.metric == "kid":
         # genbench's kernels on torch-fidelity's own subsets: equal up to the peer's float32 kernels
         subsets = tf_subsets(len(gen), len(ref), case.subsets, case.subset_size, KID_SEED)
-        ours = float(subset_mmd2(gen, ref, *subsets).mean())
+        ours = float(subset_mmd2(gen, ref, *subsets, precision=case.precision).mean())
         diff = abs(values["torch_fidelity"] - ours)
         out["torch_fidelity"] = {"genbench_on_same_subsets": ours, "abs_diff": diff, "tolerance": 1e-5}
         out["torch_fidelity"]["agree"] = diff <= 1e-5
+        if case.precision != "float64":  # the fast kernels against genbench's exact ones, on genbench's subsets
+            exact = kid_estimate(gen, ref, case.subsets, case.subset_size, seed=SEED).mean
+            diff = abs(values["genbench"] - exact)
+            out["genbench_float64"] = {"value": exact, "abs_diff": diff, "tolerance": 1e-7, "agree": diff <= 1e-7}
     else:
         # torch-fidelity decides in float32 (cdist): a point on a ball's edge may flip; count the flips
         n = len(gen)

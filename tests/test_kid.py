@@ -121,3 +121,20 @@ def test_kid_subsets_reproducible_capped_and_reported() -> None:
         kid(a[:1], b, 2, 10)
     with pytest.raises(ValueError, match="NaN or inf"):
         kid(np.full((10, 4), np.nan), b, 2, 5)
+
+
+@pytest.mark.parametrize(("n_subsets", "m", "tile"), [(40, 200, 64), (2, 50, 1024)])  # Gram route, per-subset loop
+def test_float32_kernels_within_round_off_of_float64(n_subsets, m, tile, monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    gen = rng.standard_normal((300, 64)).astype(np.float32)
+    ref = (rng.standard_normal((300, 64)) * 1.1 + 0.05).astype(np.float32)
+    assert gram_route_is_cheaper(300, 300, 64, n_subsets, m) == (n_subsets == 40)
+    monkeypatch.setattr(kid_module, "TILE", tile)
+    exact = kid_estimate(gen, ref, n_subsets, m, seed=2).values
+    fast = kid_estimate(gen, ref, n_subsets, m, seed=2, precision="float32").values
+    np.testing.assert_allclose(exact, reference_kid(gen, ref, n_subsets, m, seed=2), rtol=0, atol=1e-10)
+    # float32 kernels: round-off of ~1e-7 per kernel entry, averaged over the subset's pairs (KID here ~0.1)
+    np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-6)
+    assert np.any(fast != exact)  # the float32 path really ran in float32
+    with pytest.raises(ValueError, match="precision"):
+        kid(gen, ref, 2, 10, precision="float16")

@@ -141,8 +141,10 @@ def quality_metrics(
 
     kernel_device = device if device.type == "cuda" else torch.device("cpu")  # kernels and distances: GPU if there
     asked, subsets = int(fcfg.get("kid_subset_size", 1000)), int(fcfg.get("kid_subsets", 100))
-    result = kid_estimate(gen, ref.features, subsets, asked, seed, kernel_device)
+    precision = str(fcfg.get("kid_precision", "float64"))
+    result = kid_estimate(gen, ref.features, subsets, asked, seed, kernel_device, precision)
     kid_fields = {**common, "subsets": subsets, "subset_size": result.subset_size, "subset_size_requested": asked}
+    kid_fields["kernel_precision"] = precision
     # stderr: the spread over subsets (Bińkowski et al. report mean ± std); subsets overlap, so std, not std/sqrt
     metrics.append(Metric("kid", result.mean, NO_UNIT, "estimate", result.std, n, "test", kid_fields, QUALITY_VARIANT))
 
@@ -162,8 +164,8 @@ def evaluate(ctx: EvalContext) -> list[Metric]:
     samples differ (`fid.modes: all`) or the default one, and for real examples outside the reference (the floor).
 
     Keys of `ctx.cfg.fid` (conf/eval/default.yaml documents each): enabled, modes (default|all), n_gen, n_gen_cpu,
-    n_ref, real_data_floor, kid_subsets, kid_subset_size, pr_k, pr_chunk, pr_max, linalg_device. The feature set
-    and its settings are the `features` section, shared with every family that needs features.
+    n_ref, real_data_floor, kid_subsets, kid_subset_size, kid_precision, pr_k, pr_chunk, pr_max, linalg_device.
+    The feature set and its settings are the `features` section, shared with every family that needs features.
     """
     fcfg = ctx.cfg.get("fid")
     if fcfg is None or not fcfg.get("enabled", True):
