@@ -9,10 +9,14 @@ Papers:
         unrolled walkback chain trained end to end by back-propagation.
 
 Here the GSN's state is the visible `x` (the latent state of the 2014 paper is the corrupted `x~` plus the
-noisy hidden layers of one MLP). Images: `P(x | x~)` is a factorized Bernoulli over the pixels in `[0, 1]`
-(cross-entropy with soft targets), the default corruption is salt-and-pepper noise, and the chain carries
-the reconstruction means (its randomness is the corruption). Toy 2-D data: `P(x | x~)` is a Gaussian with a
-learned per-dimension scale, the default corruption is Gaussian, and the chain samples from `P(x | x~)`.
+noisy hidden layers of one MLP). Images: `P(x | x~)` is a factorized binomial over the data's `L` grey levels,
+`x = k / (L - 1)` with `k ~ Binomial(L - 1, sigmoid(logit))` (its log-likelihood is `L - 1` times the
+cross-entropy with soft targets, plus a constant), and the chain moves to a draw from it, as Bengio et al.'s
+chain does; carrying the reconstruction means instead (`state="mean"`) leaves the corruption as the only
+randomness and the chain stalls in a few blurred modes (validation recall 0.19-0.28 against 0.53-0.79 with
+draws: results/benchmarks/gsn_noise_selection.md). Toy 2-D data: `P(x | x~)` is a Gaussian with a learned
+per-dimension scale, and the chain samples from it. The default corruption is Gaussian on both; on digits it
+beat salt-and-pepper (the 2014 paper's choice for MNIST) on the validation split, same benchmark.
 The model has no likelihood of its own; the likelihood module gives it a Parzen-window estimate.
 """
 
@@ -26,9 +30,10 @@ from torch import nn
 
 from genbench.data import DataSpec
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, rand, randn
+from genbench.model import GenerativeModel, device_generator, rand, randn
 
 NOISES = ("auto", "salt_pepper", "gaussian")
+STATES = ("sample", "mean")
 
 
 def corrupt(x: torch.Tensor, noise: str, level: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -70,16 +75,18 @@ class GSN(GenerativeModel):
     Args:
         spec: the data (images, flattened; or toy 2-D).
         hidden_dim, depth: width and number of hidden layers of the MLP.
-        noise: corruption, `salt_pepper` or `gaussian`; `auto` picks salt-and-pepper for images and
-            Gaussian for toy data.
+        noise: corruption, `salt_pepper` or `gaussian`; `auto` is Gaussian (on digits it beat salt-and-pepper
+            on the validation split: results/benchmarks/gsn_noise_selection.md).
         noise_level: salt-and-pepper probability, or the Gaussian standard deviation (data units); None
-            picks 0.4 for salt-and-pepper (as for MNIST in Bengio et al. 2014) and 0.2 for Gaussian.
+            picks 0.4 for salt-and-pepper (as for MNIST in Bengio et al. 2014), and for Gaussian 0.3 on
+            images (chosen on digits' validation split, same benchmark) and 0.2 on toy data.
         hidden_noise: standard deviation of the noise on the hidden pre-activations (training and sampling).
         walkback: reconstructions per training example; the loss sums their negative log-likelihoods of
             the clean `x`, back-propagated through the whole unrolled chain.
         lr: Adam learning rate.
         burn_in: chain steps discarded by `sample` before the first kept state.
         chain_length: consecutive states `sample` keeps from each chain (1: every sample its own chain).
+        state: images only: the chain's next state is a draw from `P(x | x~)` (`sample`) or its mean (`mean`).
     """
 
     likelihood = "none"
@@ -99,12 +106,15 @@ class GSN(GenerativeModel):
         lr: float = 2e-3,
         burn_in: int = 100,
         chain_length: int = 1,
+        state: str = "sample",
     ) -> None:
         super().__init__(spec)
         if noise not in NOISES:
             raise GenbenchError(f"unknown GSN noise {noise!r}; accepted: {', '.join(NOISES)}")
+        if state not in STATES:
+            raise GenbenchError(f"unknown GSN state {state!r}; accepted: {', '.join(STATES)}")
         self.images = spec.is_image
-        self.noise = noise if noise != "auto" else ("salt_pepper" if self.images else "gaussian")
+        self.noise = "gaussian" if noise == "auto" else noise
         if self.noise == "salt_pepper" and not self.images:
             raise GenbenchError("GSN noise 'salt_pepper' needs [0, 1] images; for toy2d use noise=gaussian")
         if walkback < 1 or burn_in < 0 or chain_length < 1:
@@ -112,9 +122,11 @@ class GSN(GenerativeModel):
                 f"GSN needs walkback >= 1, burn_in >= 0, chain_length >= 1; got {walkback}, {burn_in}, {chain_length}"
             )
         if noise_level is None:
-            noise_level = 0.4 if self.noise == "salt_pepper" else 0.2
+            noise_level = 0.4 if self.noise == "salt_pepper" else (0.3 if self.images else 0.2)
         self.noise_level, self.walkback, self.lr = noise_level, walkback, lr
-        self.burn_in, self.chain_length = burn_in, chain_length
+        self.burn_in, self.chain_length, self.state = burn_in, chain_length, state
+        # Binomial trials of the image P(x | x~): L - 1 for L grey levels (one, a Bernoulli, for binary data).
+        self.trials = max((spec.levels or 2) - 1, 1)
         self.net = DenoisingMLP(spec.dim, hidden_dim, depth, hidden_noise)
         # Toy data: log standard deviation of the Gaussian P(x | x~), one per dimension.
         self.log_scale = nn.Parameter(torch.zeros(spec.dim), requires_grad=not self.images)
@@ -134,9 +146,17 @@ class GSN(GenerativeModel):
         return (0.5 * z**2 + log_scale + 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def next_state(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The chain's next visible state from `P(x | x~)`: Bernoulli means (images) or a Gaussian sample."""
+        """The chain's next visible state: a draw from `P(x | x~)` (binomial on images, Gaussian on toy data), or
+        on images with `state="mean"` its mean."""
         if self.images:
-            return torch.sigmoid(params)
+            p = torch.sigmoid(params)
+            if self.state == "mean":
+                return p
+            # float32: torch.binomial has no bf16 kernel (autocast); no gradient flows through a draw
+            prob = p.detach().float()
+            count = torch.full_like(prob, float(self.trials))
+            draw = torch.binomial(count, prob, generator=device_generator(generator, p.device)) / self.trials
+            return draw.to(p.dtype)
         return params + torch.exp(self.log_scale) * randn(tuple(params.shape), generator, params.device)
 
     def chain_step(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -244,6 +264,9 @@ class GSN(GenerativeModel):
             corruption=f"{self.noise} {self.noise_level}",
             hidden_noise=self.net.hidden_noise,
             walkback=self.walkback,
+            chain_state=(f"binomial draw ({self.trials} trials)" if self.state == "sample" else "mean")
+            if self.images
+            else "Gaussian draw",
             sampler=f"chain from uniform noise: burn_in {self.burn_in}, chain_length {self.chain_length}",
         )
         return info

@@ -80,10 +80,27 @@ def test_chain_shapes_range_and_lengths() -> None:
         model.sample(2, mode="bogus")
 
 
+def test_image_chain_moves_to_a_binomial_draw_on_the_grey_levels() -> None:
+    """`state="sample"`: values on the L = 17 levels k / 16, mean sigmoid(logit), binomial variance p(1-p)/16;
+    `state="mean"`: the sigmoid itself."""
+    logits = torch.tensor([-2.0, 0.0, 1.5]).repeat(20_000, 1)
+    p = torch.sigmoid(logits[0])
+    draw = GSN(IMAGE_SPEC, hidden_dim=8).next_state(logits, torch.Generator().manual_seed(0))
+    assert torch.equal(draw * 16, (draw * 16).round()) and float(draw.min()) >= 0 and float(draw.max()) <= 1
+    assert torch.allclose(draw.mean(0), p, atol=0.005)
+    assert torch.allclose(draw.var(0), p * (1 - p) / 16, rtol=0.05)
+    assert torch.equal(GSN(IMAGE_SPEC, hidden_dim=8, state="mean").next_state(logits), torch.sigmoid(logits))
+    binary = DataSpec("tiny", (1, 4, 4), 2, (0.0, 1.0), 10, 10, "synthetic")  # L = 2: a Bernoulli draw
+    bits = GSN(binary, hidden_dim=8).next_state(logits, torch.Generator().manual_seed(0))
+    assert set(bits.unique().tolist()) == {0.0, 1.0}
+
+
 def test_bad_arguments_name_accepted_values() -> None:
     toy = DataSpec("toy2d", (2,), None, (-3.0, 3.0), 10, 10, "toy")
     with pytest.raises(GenbenchError, match="salt_pepper, gaussian"):
         GSN(IMAGE_SPEC, noise="uniform")
+    with pytest.raises(GenbenchError, match="sample, mean"):
+        GSN(IMAGE_SPEC, state="median")
     with pytest.raises(GenbenchError, match="noise=gaussian"):
         GSN(toy, noise="salt_pepper")
 
