@@ -339,11 +339,16 @@ def partition_series(group: Group) -> list[tuple[float, float, float | None]]:
 
 
 def mode_series(group: Group, name: str) -> list[tuple[float, float, float | None]]:
-    """`name` (a quality metric or samples/s) against sequential network evaluations, one point per mode."""
+    """`name` (a quality metric or samples/s) against sequential network evaluations, one point per mode; the
+    default mode is left out where a named mode takes as many evaluations (the GSN's default is its burn100)."""
     features = table_features([group], ["fid"])
     evaluations = group.info.get("network_evaluations") or {}
+    modes = group.info.get("sampling_modes") or []
+    named = {evaluations.get(m) for m in modes if m != "default"}
     out = []
-    for mode in group.info.get("sampling_modes") or []:
+    for mode in modes:
+        if mode == "default" and evaluations.get(mode) in named:
+            continue
         cell = (
             throughput_cell(group, mode=mode)
             if name == "sample_throughput"
@@ -410,7 +415,7 @@ def chains(evidence: Evidence) -> Answer:
     verdict = "Supported: samples come from a Markov chain"
     if len(fid) > 1:
         (x0, f0, _), (x1, f1, _) = fid[0], fid[-1]
-        better = "improves" if f1 < f0 else "does not improve"
+        better = "improves" if f1 < f0 else "worsens"
         verdict += f", whose FID {better} from {fmt(f0, 3)} to {fmt(f1, 3)} over {int(x0)}–{int(x1)} steps"
     if visited:
         steps, classes = visited[-1]
