@@ -7,7 +7,10 @@ features to value, for genbench and each peer in one process, alternating candid
 at one thread and at all threads. It checks that the values agree (KID on the peer's own subsets, so the
 comparison is exact up to the peer's float32), and records the load average around every case, the versions,
 the thread counts and the git commit. Timings are only as good as the machine is quiet: the record says how
-loaded it was.
+loaded it was. Every call starts after a pause (`PAUSE_S`): OpenBLAS's worker threads (numpy, the peers'
+backend) keep spinning for about 0.1-0.2 s after a call, and a multi-threaded torch call started in that window
+shares the cores with them (genbench's KID at 64-d, 2 threads: 0.13 s right after torch-fidelity's KID, 0.04 s
+after a 0.2 s pause), so without it each candidate would be timed partly against the previous one's threads.
 
 Run:  make bench-metrics                                    (installs the `bench` extra: torch-fidelity)
       python benchmarks/metrics_vs_peers.py --quick           (small sizes, seconds; *_quick.* files)
@@ -49,6 +52,7 @@ except ImportError:  # the `bench` extra is missing: say how to get it
     sys.exit("torch-fidelity is not installed: pip install -e '.[bench]' (or make bench-metrics)")
 
 SEED = 0
+PAUSE_S = 0.5  # idle time before each timed call: the previous call's spinning BLAS threads go to sleep
 KID_SEED = 1
 
 
@@ -195,6 +199,7 @@ def run_case(case: Case, repeats: int, threads: int) -> dict[str, Any]:
         warnings.simplefilter("ignore")  # scipy's sqrtm(disp=...) deprecation and singular-matrix warnings
         for rep in range(repeats):
             for name, fn in calls.items():  # alternate, so load changes hit every candidate alike
+                time.sleep(PAUSE_S)
                 start, start_cpu = time.perf_counter(), time.process_time()
                 values[name] = fn()
                 times[name].append(time.perf_counter() - start)
@@ -226,7 +231,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"# genbench metrics against pytorch-fid and torch-fidelity ({record['date']})",
         "",
         f"Machine: {record['device']}, {record['cpu_count']} cores; commit `{record['git_commit']}`; median of "
-        f"{record['repeats']}; seconds from feature arrays to value. Ratio = peer time / genbench time.",
+        f"{record['repeats']}, each call after a {record['pause_s']} s pause (idle BLAS threads); seconds from "
+        "feature arrays to value. Ratio = peer time / genbench time.",
         "Load = 1-minute load average before / after the case (timings are trustworthy below the core count).",
         "",
         "| metric | case | threads | genbench | pytorch-fid | torch-fidelity | ratio | values agree | load |",
@@ -281,6 +287,7 @@ def main() -> None:
         "cpu_count": cores,
         "thread_counts": thread_counts,
         "repeats": args.repeats,
+        "pause_s": PAUSE_S,
         "rows": rows,
     }
     stem = "metrics_vs_peers_quick" if args.quick else "metrics_vs_peers"
