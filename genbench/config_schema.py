@@ -25,6 +25,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from genbench import CONF_DIR
 from genbench.data import TOY_MIXTURES
 from genbench.errors import GenbenchError
+from genbench.metrics.kid import PRECISIONS as KID_PRECISIONS
 from genbench.train import TrainConfig
 
 DATASET_TARGET = "genbench.datasets.load_dataset"
@@ -134,6 +135,12 @@ def validate_config(cfg: DictConfig, check_model: bool = True) -> TrainConfig:
     for section in ("eval", "speed"):  # open sections: their default preset names every key a family reads
         if section in cfg and isinstance(cfg[section], DictConfig):
             _refuse_keys_not_in(cfg[section], preset_keys(section), f"{section}.")
+    kid_precision = OmegaConf.select(cfg, "eval.fid.kid_precision", default="float64")
+    if kid_precision not in KID_PRECISIONS:  # else a typo surfaces only after training, in the evaluation
+        raise GenbenchError(
+            f"eval.fid.kid_precision={kid_precision!r} is not a KID kernel precision; "
+            f"accepted: {', '.join(KID_PRECISIONS)}"
+        )
     train = _to_object(cfg.train, TrainConfig, "train")
     if dataclasses.is_dataclass(OmegaConf.get_type(cfg.dataset)):
         OmegaConf.to_object(cfg.dataset)  # the dataset schema's ranges

@@ -63,6 +63,7 @@ BAD_VALUES = [
     ("dataset.mixture=ring9", 1, "dataset.mixture='ring9': accepted: ring8, grid25"),
     ("+eval.fid.n_gne=10", 1, "unknown key 'eval.fid.n_gne' (no stage reads it); accepted: enabled, modes"),
     ("+eval.bogus=1", 1, "unknown key 'eval.bogus' (no stage reads it); accepted: name, seed"),
+    ("eval.fid.kid_precision=float16", 1, "eval.fid.kid_precision='float16' is not a KID kernel precision; accepted"),
 ]
 
 
