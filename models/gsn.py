@@ -30,7 +30,7 @@ from torch import nn
 
 from genbench.data import DataSpec
 from genbench.errors import GenbenchError
-from genbench.model import GenerativeModel, device_generator, rand, randn
+from genbench.model import GenerativeModel, rand, randn
 
 NOISES = ("auto", "salt_pepper", "gaussian")
 STATES = ("sample", "mean")
@@ -47,6 +47,34 @@ def corrupt(x: torch.Tensor, noise: str, level: float, generator: torch.Generato
     hit = rand(tuple(x.shape), generator, x.device) < level
     salt = (rand(tuple(x.shape), generator, x.device) < 0.5).to(x.dtype)
     return torch.where(hit, salt, x)
+
+
+BINOMIAL_CHUNK = 16  # trials per inverse-CDF pass of `binomial_draw`
+
+
+def binomial_draw(p: torch.Tensor, trials: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Exact `Binomial(trials, p)` counts, elementwise, as float: a sum of inverse-CDF draws of at most 16 trials.
+
+    Elementwise ops only (no `torch.binomial`, which has no meta, bf16 or compile kernels), in `p`'s dtype with no
+    underflow: the success probability is folded to `q = min(p, 1 - p) <= 1/2`, so a chunk's first term
+    `(1 - q)^16 >= 2^-16`, and the pmf recursion `pmf_(k+1) = pmf_k (m - k) / (k + 1) q / (1 - q)` only shrinks
+    past the mode. One uniform per chunk and element; cost `trials` elementwise steps, memory that of `p`.
+    """
+    flip = p > 0.5
+    q = torch.where(flip, 1.0 - p, p)
+    ratio = q / (1.0 - q)
+    count = torch.zeros_like(p)
+    for start in range(0, trials, BINOMIAL_CHUNK):
+        m = min(BINOMIAL_CHUNK, trials - start)
+        u = rand(tuple(p.shape), generator, p.device).to(p.dtype)
+        pmf = (1.0 - q) ** m
+        cdf = pmf.clone()
+        count += cdf < u  # the draw is the number of k < m with CDF(k) < u
+        for k in range(m - 1):
+            pmf = pmf * ratio * ((m - k) / (k + 1))
+            cdf += pmf
+            count += cdf < u
+    return torch.where(flip, trials - count, count)
 
 
 class DenoisingMLP(nn.Module):
@@ -152,11 +180,7 @@ class GSN(GenerativeModel):
             p = torch.sigmoid(params)
             if self.state == "mean":
                 return p
-            # float32: torch.binomial has no bf16 kernel (autocast); no gradient flows through a draw
-            prob = p.detach().float()
-            count = torch.full_like(prob, float(self.trials))
-            draw = torch.binomial(count, prob, generator=device_generator(generator, p.device)) / self.trials
-            return draw.to(p.dtype)
+            return binomial_draw(p.detach().float(), self.trials, generator).div_(self.trials).to(p.dtype)
         return params + torch.exp(self.log_scale) * randn(tuple(params.shape), generator, params.device)
 
     def chain_step(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

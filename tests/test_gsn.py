@@ -9,7 +9,7 @@ import torch
 
 from genbench.data import DataSpec, load_toy2d
 from genbench.errors import GenbenchError
-from models.gsn import GSN, corrupt
+from models.gsn import GSN, binomial_draw, corrupt
 
 IMAGE_SPEC = DataSpec("tiny", (1, 4, 4), 17, (0.0, 1.0), 10, 10, "synthetic")
 
@@ -93,6 +93,23 @@ def test_image_chain_moves_to_a_binomial_draw_on_the_grey_levels() -> None:
     binary = DataSpec("tiny", (1, 4, 4), 2, (0.0, 1.0), 10, 10, "synthetic")  # L = 2: a Bernoulli draw
     bits = GSN(binary, hidden_dim=8).next_state(logits, torch.Generator().manual_seed(0))
     assert set(bits.unique().tolist()) == {0.0, 1.0}
+
+
+def test_binomial_draw_matches_the_binomial_pmf_across_chunks_and_extremes() -> None:
+    """40 trials (chunks of 16, 16, 8) and 255 (MNIST's levels): the empirical distribution is the binomial pmf
+    within sampling error (total variation), and p = 0 / 1 give 0 / all trials."""
+    from scipy.stats import binom
+
+    gen = torch.Generator().manual_seed(0)
+    for trials in (40, 255):
+        probs = torch.tensor([0.0, 0.03, 0.5, 0.9, 0.999, 1.0])
+        draws = binomial_draw(probs.repeat(40_000, 1), trials, gen)  # (40000, 6)
+        assert torch.equal(draws, draws.round()) and float(draws.min()) >= 0 and float(draws.max()) <= trials
+        assert float(draws[:, 0].abs().max()) == 0 and float(draws[:, -1].min()) == trials
+        for j, prob in enumerate(probs.tolist()[1:-1], start=1):
+            counts = torch.bincount(draws[:, j].long(), minlength=trials + 1).double() / 40_000
+            tv = 0.5 * float((counts - torch.from_numpy(binom.pmf(range(trials + 1), trials, prob))).abs().sum())
+            assert tv < 0.03, (trials, prob, tv)
 
 
 def test_bad_arguments_name_accepted_values() -> None:
