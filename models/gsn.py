@@ -57,23 +57,21 @@ def binomial_draw(p: torch.Tensor, trials: int, generator: torch.Generator | Non
 
     Elementwise ops only (no `torch.binomial`, which has no meta, bf16 or compile kernels), in `p`'s dtype with no
     underflow: the success probability is folded to `q = min(p, 1 - p) <= 1/2`, so a chunk's first term
-    `(1 - q)^16 >= 2^-16`, and the pmf recursion `pmf_(k+1) = pmf_k (m - k) / (k + 1) q / (1 - q)` only shrinks
-    past the mode. One uniform per chunk and element; cost `trials` elementwise steps, memory that of `p`.
+    `(1 - q)^m >= 2^-16`, and the pmf `pmf_k = pmf_0 prod_(j<k) (m - j) / (j + 1) q / (1 - q)` stays below 2^16
+    times it. Each chunk takes one uniform per element and a handful of ops on a (..., m) pmf, so a small batch
+    pays few op launches.
     """
     flip = p > 0.5
     q = torch.where(flip, 1.0 - p, p)
-    ratio = q / (1.0 - q)
+    ratio = (q / (1.0 - q)).unsqueeze(-1)
     count = torch.zeros_like(p)
     for start in range(0, trials, BINOMIAL_CHUNK):
         m = min(BINOMIAL_CHUNK, trials - start)
+        j = torch.arange(m - 1, device=p.device, dtype=p.dtype)
+        growth = torch.cat([torch.ones_like(ratio), (ratio * ((m - j) / (j + 1))).cumprod(-1)], dim=-1)  # (..., m)
+        cdf = (growth * ((1.0 - q) ** m).unsqueeze(-1)).cumsum(-1)  # CDF(k) for k < m; CDF(m) = 1
         u = rand(tuple(p.shape), generator, p.device).to(p.dtype)
-        pmf = (1.0 - q) ** m
-        cdf = pmf.clone()
-        count += cdf < u  # the draw is the number of k < m with CDF(k) < u
-        for k in range(m - 1):
-            pmf = pmf * ratio * ((m - k) / (k + 1))
-            cdf += pmf
-            count += cdf < u
+        count += (cdf < u.unsqueeze(-1)).sum(-1)  # the draw is the number of k < m with CDF(k) < u
     return torch.where(flip, trials - count, count)
 
 
