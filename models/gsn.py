@@ -13,7 +13,7 @@ noisy hidden layers of one MLP). Images: `P(x | x~)` is a factorized binomial ov
 `x = k / (L - 1)` with `k ~ Binomial(L - 1, sigmoid(logit))` (its log-likelihood is `L - 1` times the
 cross-entropy with soft targets, plus a constant), and the chain moves to a draw from it, as Bengio et al.'s
 chain does; carrying the reconstruction means instead (`state="mean"`) leaves the corruption as the only
-randomness and the chain stalls in a few blurred modes (validation recall 0.19-0.28 against 0.53-0.79 with
+randomness and the chain stalls in a few blurred modes (validation recall 0.19-0.28 against 0.43-0.73 with
 draws: results/benchmarks/gsn_noise_selection.md). Toy 2-D data: `P(x | x~)` is a Gaussian with a learned
 per-dimension scale, and the chain samples from it. The default corruption is Gaussian on both; on digits it
 beat salt-and-pepper (the 2014 paper's choice for MNIST) on the validation split, same benchmark.
