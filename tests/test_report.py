@@ -428,3 +428,20 @@ def test_convergence_verdict_names_the_curves_that_lose_modes(tmp_path: Path) ->
     assert hinge in answer.text
     assert answer.verdict.endswith("1 of 2 mode-coverage curves (means over seeds) end below their peak: "
                                    "gan (loss=hinge) on toy2d 5.0 → 1.0.")  # fmt: skip
+
+
+def test_chain_series_leave_out_a_default_mode_that_a_named_mode_duplicates(tmp_path: Path) -> None:
+    # The GSN's default sampler is its burn100 (101 evaluations each): one point at 101, burn100's (FID 60), not
+    # two; a default mode with an evaluation count of its own stays.
+    body = [fid(50.0), fid(80.0, mode="burn10"), fid(60.0, mode="burn100")]
+    write_run_at(tmp_path / "gsn" / "seed0", "gsn", 0, body, ("markov_chain", "none", None, GSN_MODES))
+    record_path = tmp_path / "gsn" / "seed0" / "record.json"
+    rec = json.loads(record_path.read_text())
+    rec["model_info"]["network_evaluations"] = {"default": 101, "burn10": 11, "burn100": 101}
+    record_path.write_text(json.dumps(rec))
+    (group,) = group_runs(load_runs(tmp_path).runs)["digits"]
+    assert claims.mode_series(group, "fid") == [(11.0, 80.0, None), (101.0, 60.0, None)]
+    rec["model_info"]["network_evaluations"]["default"] = 201
+    record_path.write_text(json.dumps(rec))
+    (group,) = group_runs(load_runs(tmp_path).runs)["digits"]
+    assert claims.mode_series(group, "fid") == [(11.0, 80.0, None), (101.0, 60.0, None), (201.0, 50.0, None)]
