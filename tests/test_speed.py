@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -281,6 +282,29 @@ def test_peak_memory_sees_a_large_allocation_on_cpu() -> None:
     with speed_timing.peak_memory(torch.device("cpu")) as mem:
         block = torch.ones(16 * 2**20)  # 64 MiB, every page touched
         del block
+    assert mem["peak_memory_bytes"] >= 48 * 2**20
+
+
+def test_peak_memory_is_not_hidden_by_garbage_collected_inside_the_block() -> None:
+    """128 MiB of cyclic garbage, collected inside the block, would lower the RSS below the 64 MiB block's growth
+    (measured as 0 before peak_memory collected garbage at its start)."""
+
+    class Cycle:
+        pass
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        cycle = Cycle()
+        cycle.me, cycle.block = cycle, torch.ones(32 * 2**20)
+        del cycle
+        with speed_timing.peak_memory(torch.device("cpu")) as mem:
+            gc.collect()  # as an automatic collection would
+            block = torch.ones(16 * 2**20)
+            del block
+    finally:
+        if was_enabled:
+            gc.enable()
     assert mem["peak_memory_bytes"] >= 48 * 2**20
 
 
