@@ -33,10 +33,12 @@ from tqdm import tqdm
 from genbench.datasets import load_dataset
 from genbench.metrics.features import build_extractor, extract
 from genbench.metrics.frechet import frechet_distance_features
+from genbench.metrics.mixing import chain_classes
 from genbench.metrics.precision_recall import precision_recall
+from genbench.model import GenerativeModel
+from genbench.pipeline import build_model
 from genbench.results import atomic_write_text, git_commit, package_versions
 from genbench.train import BatchSampler
-from models.gsn import GSN
 
 ROOT = Path(__file__).resolve().parents[1]
 # (name, GSN arguments): the former default first, then the chain that draws its next state, by corruption.
@@ -55,11 +57,11 @@ N_GEN = 1000  # chains scored for FID (the validation split has 150 rows: FID ca
 MIX_CHAINS, MIX_STRIDE = 20, 10
 
 
-def train(spec_args: dict[str, Any], data: Any, steps: int, batch: int, seed: int) -> GSN:
+def train(settings: dict[str, Any], data: Any, steps: int, batch: int, seed: int) -> GenerativeModel:
+    """The GSN of conf/model/gsn.yaml with `settings` overridden, trained `steps` steps on the training split."""
     torch.manual_seed(seed)
-    model_cfg = OmegaConf.load(ROOT / "conf/model/gsn.yaml")
-    kwargs = {k: v for k, v in OmegaConf.to_container(model_cfg).items() if k not in ("_target_", "name")}
-    model = GSN(data.spec, **{**kwargs, **spec_args})
+    model_cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/model/gsn.yaml"))
+    model = build_model({**model_cfg, **settings}, data.spec)
     model.configure_optimizers()
     sampler = BatchSampler(data.train, batch, seed)
     for step in range(steps):
@@ -67,7 +69,7 @@ def train(spec_args: dict[str, Any], data: Any, steps: int, batch: int, seed: in
     return model.eval()
 
 
-def score(model: GSN, extractor: Any, valid_features: np.ndarray, seed: int) -> dict[str, Any]:
+def score(model: GenerativeModel, extractor: Any, valid_features: np.ndarray, seed: int) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(10_000 + seed)
     states = model.sample_chain(N_GEN, list(CHAIN_STEPS), gen)
     out: dict[str, Any] = {}
@@ -76,10 +78,8 @@ def score(model: GSN, extractor: Any, valid_features: np.ndarray, seed: int) -> 
         precision, recall = precision_recall(valid_features, feats[: len(valid_features)], k=3)
         out[f"fid_{steps}"] = frechet_distance_features(valid_features, feats)
         out[f"precision_{steps}"], out[f"recall_{steps}"] = precision, recall
-    lengths = list(range(MIX_STRIDE, max(CHAIN_STEPS) + 1, MIX_STRIDE))
-    chain = model.sample_chain(MIX_CHAINS, lengths, torch.Generator().manual_seed(20_000 + seed))
-    with torch.no_grad():
-        labels = torch.stack([extractor.classify(chain[k].float()).argmax(1) for k in lengths], dim=1)
+    mix_gen = torch.Generator().manual_seed(20_000 + seed)
+    labels = chain_classes(model, extractor.classify, MIX_CHAINS, MIX_STRIDE, max(CHAIN_STEPS), mix_gen)
     out["classes_visited"] = statistics.fmean(len(set(row.tolist())) for row in labels)
     return out
 
@@ -138,7 +138,7 @@ def main() -> None:
             "k": 3,
             "mixing": {"chains": MIX_CHAINS, "stride": MIX_STRIDE, "steps": max(CHAIN_STEPS)},
             "selection": "lowest validation FID, mean over seeds and chain lengths",
-        },  # fmt: skip
+        },
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "wall_s": time.perf_counter() - started,
         "chosen": chosen["candidate"],
@@ -153,8 +153,9 @@ def main() -> None:
         f"(k=3, {len(valid_features)} states), classes one of {MIX_CHAINS} chains visits in 1,000 steps. Values per "
         f"seed. Chosen: {chosen['candidate']}. From `python benchmarks/gsn_noise_selection.py`.\n\n"
     )
-    atomic_write_text(args.out_dir / f"{stem}.md", intro + table(rows, chosen["candidate"]))
-    print(table(rows, chosen["candidate"]))
+    summary = table(rows, chosen["candidate"])
+    atomic_write_text(args.out_dir / f"{stem}.md", intro + summary)
+    print(summary)
 
 
 if __name__ == "__main__":

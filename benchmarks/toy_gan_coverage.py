@@ -85,7 +85,7 @@ def main() -> None:
             "n_samples": N_SAMPLES,
             "min_per_mode": MIN_PER_MODE,
             "within_sigmas": 3,
-        },  # fmt: skip
+        },
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "wall_s": time.perf_counter() - started,
         "rows": rows,

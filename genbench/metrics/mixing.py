@@ -12,21 +12,36 @@ Eval section `mixing`: `enabled`, `chains`, `stride`, `steps`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from genbench.metrics.context import EvalContext
 from genbench.metrics.likelihood import mean_stderr
+from genbench.model import GenerativeModel
 from genbench.results import Metric
 
 
-def observe_classes(ctx: EvalContext, chains: int, stride: int, horizon: int) -> torch.Tensor:
+def chain_classes(
+    model: GenerativeModel,
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    chains: int,
+    stride: int,
+    horizon: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """Predicted classes `(chains, horizon // stride)` of chain states at steps stride, 2 stride, ..., horizon."""
     lengths = list(range(stride, horizon + 1, stride))
-    states = ctx.model.sample_chain(chains, lengths, ctx.generator("mixing"))
-    classify = ctx.extractor("domain").classify
+    states = model.sample_chain(chains, lengths, generator)
     with torch.no_grad():
-        labels = [classify(states[k].to(ctx.model.device).float()).argmax(1).cpu() for k in lengths]
+        labels = [classify(states[k].to(model.device).float()).argmax(1).cpu() for k in lengths]
     return torch.stack(labels, dim=1)
+
+
+def observe_classes(ctx: EvalContext, chains: int, stride: int, horizon: int) -> torch.Tensor:
+    """`chain_classes` of the context's model, by the domain classifier, with the context's `mixing` generator."""
+    classify = ctx.extractor("domain").classify
+    return chain_classes(ctx.model, classify, chains, stride, horizon, ctx.generator("mixing"))
 
 
 def evaluate(ctx: EvalContext) -> list[Metric]:
