@@ -389,7 +389,7 @@ class WideGauss(ExactGauss):
 def test_kl_to_truth_with_an_exact_density_equals_the_hand_computed_mean() -> None:
     data = toy_mixture_data()
     metrics = lk.evaluate(EvalContext(WideGauss(data.spec), data, eval_cfg(kl_to_truth={"enabled": True})))
-    kl = next(m for m in metrics if m.name == "kl_to_truth")
+    (kl,) = [m for m in metrics if m.name == "kl_to_truth"]  # an exact density needs no floor
     x = data.test.double()
     diff = data.density.log_density(x) - (-0.5 * (x**2).sum(1) / 4 - math.log(8 * math.pi))
     assert kl.value == pytest.approx(float(diff.mean())) and kl.value > 0
@@ -406,12 +406,16 @@ def test_kl_to_truth_from_samples_is_small_for_a_perfect_sampler() -> None:
 
     kl_cfg = {"enabled": True, "n_samples": 4000, "n_valid": 500, "bandwidth_grid": [0.01, 0.03, 0.05, 0.1, 0.3]}
     metrics = lk.evaluate(EvalContext(MixtureSampler(data.spec), data, eval_cfg(kl_to_truth=kl_cfg)))
-    (kl,) = metrics
-    assert (kl.extra["method"], kl.extra["density_kind"]) == ("kde", "estimate")
+    kl, floor = metrics
+    assert (kl.extra["method"], kl.extra["density_kind"], kl.extra["source"]) == ("kde", "estimate", "model")
     assert -3 * kl.stderr < kl.value < 0.15
-    # The same estimator sees a model that ignores the ring: a large KL.
+    # The floor: the same KDE on training rows (draws of the truth); a perfect sampler scores about the same.
+    assert (floor.name, floor.extra["source"], floor.extra["centres_from"]) == ("kl_to_truth", "data", "train")
+    assert floor.extra["n_samples"] == min(4000, len(data.train)) and floor.n == kl.n
+    assert -3 * floor.stderr < floor.value < 0.15 and abs(kl.value - floor.value) < 0.1
+    # The same estimator sees a model that ignores the ring: a large KL, beside the same floor (it is the data's).
     wide = lk.evaluate(EvalContext(GaussSampler(data.spec, scale=2.0), data, eval_cfg(kl_to_truth=kl_cfg)))
-    assert wide[0].value > 1.0
+    assert wide[0].value > 1.0 and wide[1].value == floor.value
 
 
 # ----------------------------------------------------------------------------- the image path end to end

@@ -368,6 +368,15 @@ def test_columns_appear_only_where_a_run_measured_them(table: dict[str, dict[str
     header, rows = main_table(group_runs(load_runs(root).runs)["digits"])
     cells = dict(zip(header, rows[0], strict=True))
     assert cells["KL to truth (nats)"] == "≈ 0.2500" and cells["modes"] == "8.000"
+    assert len(rows) == 1  # a record without `source` is the model's KL, never a real-data floor
+    # The KDE's floor on real draws goes in the data row, not in the model's cell.
+    fields = {"method": "kde", "source": "data", "n_samples": 1000}
+    floor = Metric("kl_to_truth", 0.02, "nats", "estimate", 0.01, 100, "test", fields, ("method", "source"))
+    write_run_at(root / "gan" / "seed0", "gan", 0, [kl, floor, modes])
+    header, rows = main_table(group_runs(load_runs(root).runs)["digits"])
+    cells, data_row = dict(zip(header, rows[0], strict=True)), dict(zip(header, rows[1], strict=True))
+    assert cells["KL to truth (nats)"] == "≈ 0.2500" and data_row["model"] == "data (held-out)"
+    assert data_row["KL to truth (nats)"] == "0.02000 (n = 1000)"
 
 
 def test_one_seeds_fid_shows_its_bootstrap_range_by_that_name(tmp_path: Path) -> None:
@@ -411,6 +420,27 @@ def test_a_capacity_sweep_keeps_its_lines_apart_from_other_experiments_runs(tmp_
     assert claims.capacity_series(evidence) == {
         "gan on toy2d (mixture=ring8)": [(8.0, 4.0, None), (32.0, 2.0, None), (128.0, 1.0, None)]
     }
+
+
+def test_the_capacity_claim_reads_a_samplers_kl_against_its_estimators_floor(tmp_path: Path) -> None:
+    # GAN runs record their KDE's floor on true draws (0.02, 0.04 over two seeds); the VAE, scored by its bound,
+    # records none. The floor is averaged over the runs that have it, named in the text and the verdict, and
+    # never joins a model's line.
+    fields = {"method": "kde", "source": "data", "n_samples": 1000}
+    for width, kl in ((8, 4.0), (32, 2.0)):
+        for seed, floor in enumerate((0.02, 0.04)):
+            metric = Metric("kl_to_truth", floor, "nats", "estimate", 0.01, 100, "test", fields, ("method", "source"))
+            config = {"dataset": {"name": "toy2d", "mixture": "ring8"}, "model": {"name": "gan", "width": width}}
+            toy_run(tmp_path, f"gan_w{width}_{seed}", "gan", "adversarial", kl, config, [metric], seed)
+        config = {"dataset": {"name": "toy2d", "mixture": "ring8"}, "model": {"name": "vae", "width": width}}
+        toy_run(tmp_path, f"vae_w{width}", "vae", "variational", kl / 4, config)
+    evidence = claims.Evidence(group_runs(load_runs(tmp_path).runs))
+    assert claims.kl_floors(evidence) == {"toy2d": (pytest.approx(0.03), pytest.approx(0.011547, rel=1e-3), 4)}
+    assert claims.capacity_series(evidence)["gan"] == [(8.0, 4.0, 0.0), (32.0, 2.0, 0.0)]
+    answer = claims.bias_and_consistency(evidence)
+    assert "the same KDE on draws of the truth (the real-data floor" in answer.text and "0.0300 ± 0.012 on toy2d" in answer.text
+    assert "(gan, KL 2.00) comes no closer to the truth" in answer.verdict
+    assert "its estimator's floor on true draws: 0.0300" in answer.verdict
 
 
 def test_convergence_verdict_names_the_curves_that_lose_modes(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genbench.report.cells import fmt, mean_std, mean_text
-from genbench.report.records import Group, data_dim, loss_curve, variants
+from genbench.report.records import Group, candidates, data_dim, loss_curve, variants
 from genbench.report.tables import quality_cell, table_features, throughput_cell
 
 NOT_MEASURED = "not measured in this run"
@@ -68,11 +68,7 @@ def missing(why: str) -> Answer:
 
 def metric_means(group: Group, name: str, **fields: Any) -> tuple[float, float | None, int] | None:
     """Mean, std over seeds and seed count of the one variant of `name` matching `fields` (None if not one)."""
-    found = [
-        ms
-        for ms in variants(group, name).values()
-        if all(ms[0].get("variant", {}).get(k, v) == v for k, v in fields.items())
-    ]
+    found = candidates(group, name, **fields)
     if len(found) != 1:
         return None
     mean, std = mean_std([m["value"] for m in found[0]])
@@ -221,12 +217,22 @@ def capacity_series(evidence: Evidence) -> Series:
     lines: Series = {}
     for table, g in toy_groups(evidence):
         key = capacity_key(g)
-        kl = metric_means(g, "kl_to_truth")
+        kl = metric_means(g, "kl_to_truth", source="model")
         if key is None or kl is None:
             continue
         name = line_name(g.model, g, key) + (f" on {table}" if table != g.dataset else "")
         lines.setdefault(name, []).append((float(g.settings[key]), kl[0], kl[1]))
     return sweeps_only(lines)
+
+
+def kl_floors(evidence: Evidence) -> dict[str, tuple[float, float | None, int]]:
+    """Per toy table, the real-data floor of a KDE-scored KL (mean, std and count over the runs that recorded it):
+    the KDE a sampler is scored by, fitted to draws of the truth, so what a perfect sampler would score."""
+    values: dict[str, list[float]] = {}
+    for table, g in toy_groups(evidence):
+        for ms in candidates(g, "kl_to_truth", source="data"):
+            values.setdefault(table, []).extend(m["value"] for m in ms)
+    return {t: (*mean_std(v), len(v)) for t, v in values.items()}
 
 
 def bound_gaps(evidence: Evidence) -> list[tuple[str, float, float]]:
@@ -238,7 +244,7 @@ def bound_gaps(evidence: Evidence) -> list[tuple[str, float, float]]:
             continue
         by_method = {ms[0].get("method"): ms for ms in variants(g, "nll_nats").values()}
         iwae = [m for m in by_method if m and m.startswith("iwae-")]
-        kl = metric_means(g, "kl_to_truth")
+        kl = metric_means(g, "kl_to_truth", source="model")
         if "elbo" in by_method and iwae and kl:
             longest = max(iwae, key=lambda m: int(m[5:]))
             gap = statistics.fmean(by_method["elbo"][i]["value"] - m["value"] for i, m in enumerate(by_method[longest]))
@@ -302,6 +308,15 @@ def bias_and_consistency(evidence: Evidence) -> Answer:
         for line, pts in series.items()
     ]  # fmt: skip
     text = "KL to the true density (nats) against capacity: " + "; ".join(parts) + "."
+    floors = kl_floors(evidence)
+    if floors:
+        text += (
+            " A sampler's KL is a KDE on its samples; the same KDE on draws of the truth (the real-data floor, what "
+            "a perfect sampler would score) gives "
+            + ", ".join(f"{fmt(m, 3)}" + (f" ± {fmt(s, 2)}" if s is not None else "") + f" on {t}"
+                        for t, (m, s, _) in floors.items())
+            + "."
+        )  # fmt: skip
     if chains_of_bounds:
         text += " " + "; ".join(chains_of_bounds) + "."
     gaps = bound_gaps(evidence)
@@ -317,9 +332,13 @@ def bias_and_consistency(evidence: Evidence) -> Answer:
     if adversarial and variational:
         a, v = min(adversarial, key=best.get), min(variational, key=best.get)
         closer = "closer to" if best[a] < best[v] else "no closer to"
+        # a line names its table unless the table is the bare dataset (one mixture only)
+        floor = next((m for t, (m, _, _) in floors.items() if a.endswith(f" on {t}") or "(" not in t), None)
+        against = f" (its estimator's floor on true draws: {fmt(floor, 3)})" if floor is not None else ""
         verdict = (
             f"At its best capacity the GAN ({a}, KL {fmt(best[a], 3)}) comes {closer} the truth than the best VAE "
-            f"({v}, {fmt(best[v], 3)}); the GAN's KL is a kernel estimate from its samples, the VAE's uses its bound."
+            f"({v}, {fmt(best[v], 3)}); the GAN's KL is a kernel estimate from its samples{against}, the VAE's "
+            f"uses its bound."
         )
     else:
         verdict = "Only one of the two families was measured."

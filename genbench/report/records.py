@@ -232,12 +232,16 @@ def variants(group: Group, name: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def candidates(group: Group, name: str, **fields: Any) -> list[list[dict[str, Any]]]:
-    """The variants of `name` whose variant fields agree with `fields` (a field a variant lacks does not count)."""
-    return [
-        ms
-        for ms in variants(group, name).values()
-        if all(ms[0].get("variant", {}).get(k, v) == v for k, v in fields.items())
-    ]
+    """The variants of `name` whose variant fields agree with `fields` (a field a variant lacks does not count,
+    except `source`: a metric that names none is the model's, never a real-data floor)."""
+    return [ms for ms in variants(group, name).values() if all(agrees(ms[0], k, v) for k, v in fields.items())]
+
+
+def agrees(metric: dict[str, Any], field: str, value: Any) -> bool:
+    variant = metric.get("variant", {})
+    if field == "source":
+        return variant.get("source", metric.get("source", "model")) == value
+    return variant.get(field, value) == value
 
 
 def reason(group: Group) -> str:

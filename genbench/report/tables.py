@@ -168,7 +168,8 @@ def train_time_cell(group: Group) -> Cell:
 
 
 def plain_cell(group: Group, name: str) -> Cell:
-    found = list(variants(group, name).values())
+    """The model's one variant of `name` (a real-data floor of the same name goes in the reference rows)."""
+    found = candidates(group, name, source="model")
     if len(found) == 1:
         return Cell.of(found[0], mark=KIND_MARK.get(found[0][0]["kind"], ""))
     return Cell(note=f"n/a: {len(found)} variants (see all metrics)" if found else reason(group))
@@ -311,6 +312,8 @@ def reference_cells(
         if label == DATA_ROW and column.cell == "quality":
             cell = shared_cell(groups, column.metric, features=features, source="data")
             out[label] = with_fields(cell, column.note_fields) if cell.mean is not None else cell
+        elif label == DATA_ROW and column.cell == "plain":  # KL to truth: a KDE on real draws, a sampler's floor
+            out[label] = shared_cell(groups, column.metric, source="data")
         elif label.startswith("baseline: ") and column.cell == "likelihood":
             method = label.removeprefix("baseline: ")
             cell = shared_cell(groups, column.metric, method=method, data=data, source="baseline")
@@ -335,7 +338,7 @@ def shared_cell(groups: list[Group], name: str, **fields: Any) -> Cell:
         return Cell(note=NOT_RUN)
     cell = Cell.of(list(metrics.values()))
     if fields.get("source") == "data":
-        n = cell.first("n_gen")
+        n = cell.first("n_gen") or cell.first("n_samples")  # real examples scored, or a KDE's real centres
         cell.note = f"n = {n}" if n is not None else "several n"
     return cell
 
