@@ -438,9 +438,41 @@ def test_the_capacity_claim_reads_a_samplers_kl_against_its_estimators_floor(tmp
     assert claims.kl_floors(evidence) == {"toy2d": (pytest.approx(0.03), pytest.approx(0.011547, rel=1e-3), 4)}
     assert claims.capacity_series(evidence)["gan"] == [(8.0, 4.0, 0.0), (32.0, 2.0, 0.0)]
     answer = claims.bias_and_consistency(evidence)
-    assert "the same KDE on draws of the truth (the real-data floor" in answer.text and "0.0300 ± 0.012 on toy2d" in answer.text
+    assert (
+        "the same KDE on draws of the truth (the real-data floor" in answer.text
+        and "0.0300 ± 0.012 on toy2d" in answer.text
+    )
     assert "(gan, KL 2.00) comes no closer to the truth" in answer.verdict
     assert "its estimator's floor on true draws: 0.0300" in answer.verdict
+
+
+def test_the_capacity_verdict_compares_within_a_mixture_and_prices_the_elbo(tmp_path: Path) -> None:
+    # ring8: GAN 1.0, ELBO-trained VAE 0.8, IWAE-8 VAE 0.4, RealNVP 0.3; grid25: GAN 0.5, VAE 2.0. A verdict per
+    # mixture (the grid25 GAN must not be set against the ring8 VAE), and the ELBO's cost beside the tighter
+    # objective and the exact likelihood.
+    def config(model: str, mixture: str, width: int, **extra: int) -> dict:
+        return {"dataset": {"name": "toy2d", "mixture": mixture}, "model": {"name": model, "width": width, **extra}}
+
+    runs = [
+        ("gan", "adversarial", "ring8", {}, (2.0, 1.0)),
+        ("vae", "variational", "ring8", {"train_k": 1}, (0.9, 0.8)),
+        ("vae", "variational", "ring8", {"train_k": 8}, (0.5, 0.4)),
+        ("realnvp", "flow", "ring8", {}, (0.6, 0.3)),
+        ("gan", "adversarial", "grid25", {}, (0.7, 0.5)),
+        ("vae", "variational", "grid25", {"train_k": 1}, (3, 2)),
+    ]
+    for model, family, mixture, extra, kls in runs:
+        for width, kl in zip((8, 32), kls, strict=True):
+            name = f"{mixture}_{model}{extra.get('train_k', '')}_w{width}"
+            toy_run(tmp_path, name, model, family, kl, config(model, mixture, width, **extra))
+    verdict = claims.bias_and_consistency(claims.Evidence(group_runs(load_runs(tmp_path).runs))).verdict
+    ring8, grid25 = "toy2d (mixture=ring8)", "toy2d (mixture=grid25)"
+    assert f"On {ring8}, at its best capacity the GAN (gan on {ring8}, KL 1.00) comes no closer" in verdict
+    assert f"than the best VAE (vae, train_k=8 on {ring8}, 0.400)" in verdict
+    assert (f"Training on the ELBO costs: its best KL is 0.800 against vae, train_k=8 on {ring8} 0.400 and "
+            f"realnvp on {ring8} 0.300.") in verdict  # fmt: skip
+    assert f"On {grid25}, at its best capacity the GAN (gan on {grid25}, KL 0.500) comes closer to" in verdict
+    assert f"best VAE (vae on {grid25}, 2.00)" in verdict  # one objective on grid25: its line names none
 
 
 def test_convergence_verdict_names_the_curves_that_lose_modes(tmp_path: Path) -> None:

@@ -444,11 +444,12 @@ def claim_convergence_figure(evidence: claims.Evidence) -> Figure | None:
         return None
     cols = min(len(panels), 3)
     rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(4.5 * cols, 3.5 * rows))
+    fig = Figure(figsize=(4.5 * cols, 4.8 * rows))
     for i, (title, series) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         _lines(ax, series, logx=False)
         ax.set(xlabel="training step", title=title)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)  # below: curves cross
     fig.suptitle("(f) Sample quality over training")
     fig.tight_layout()
     return fig
