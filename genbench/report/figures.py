@@ -372,18 +372,23 @@ def _one_panel(series: claims.Series, xlabel: str, ylabel: str, title: str) -> t
 
 
 def claim_capacity_figure(evidence: claims.Evidence) -> Figure | None:
-    drawn = _one_panel(
-        claims.capacity_series(evidence),
-        "capacity (hidden units of the swept width)",
-        "KL to the true density (nats)",
-        "(b) Toy 2-D: distance to the truth against capacity",
-    )
-    if drawn is None:
+    """One panel per mixture (lines of one mixture only), each with its KDE's floor on true draws."""
+    series, floors = claims.capacity_series(evidence), claims.kl_floors(evidence)
+    tables = list(dict.fromkeys(t for t, _ in claims.toy_groups(evidence)))
+    panels = [(t, {k.removesuffix(f" on {t}"): v for k, v in series.items() if claims.on_table(k, t)}) for t in tables]
+    panels = [(t, lines) for t, lines in panels if lines]
+    if not panels:
         return None
-    fig, ax = drawn
-    for table, (floor, _, _) in claims.kl_floors(evidence).items():  # what a perfect sampler's KDE would score
-        ax.axhline(floor, color="grey", linestyle="--", linewidth=1, label=f"KDE on true draws, {table}")
-    ax.legend(fontsize=7)
+    fig = Figure(figsize=(6 * len(panels), 5.5))
+    for i, (table, lines) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        _lines(ax, lines)
+        if table in floors:  # what a perfect sampler's KDE would score
+            ax.axhline(floors[table][0], color="grey", linestyle="--", linewidth=1, label="KDE on true draws")
+        ax.set(xlabel="capacity (hidden units of the swept width)", ylabel="KL to the true density (nats)", title=table)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    fig.suptitle("(b) Toy 2-D: distance to the truth against capacity")
+    fig.tight_layout()
     return fig
 
 
