@@ -182,6 +182,11 @@ def toy_groups(evidence: Evidence) -> list[tuple[str, Group]]:
     return [(t, g) for t, groups in evidence.tables.items() for g in groups if g.dataset == "toy2d" and g.ok_runs]
 
 
+def toy_tables(evidence: Evidence) -> list[str]:
+    """The toy-2D tables (one per mixture), in the order first seen."""
+    return list(dict.fromkeys(t for t, _ in toy_groups(evidence)))
+
+
 def capacity_key(group: Group) -> str | None:
     """The swept setting that sets a toy model's capacity (a width), if the group has one."""
     return next((k for k in group.settings if "width" in k or "hidden" in k or k.endswith("couplings")), None)
@@ -293,7 +298,9 @@ def on_table(line: str, table: str) -> bool:
     return line.endswith(f" on {table}") or "(" not in table
 
 
-def table_verdict(evidence: Evidence, table: str, best: dict[str, float]) -> str | None:
+def table_verdict(
+    evidence: Evidence, table: str, best: dict[str, float], floors: dict[str, tuple[float, float | None, int]]
+) -> str | None:
     """On one mixture: the best GAN against the best VAE (each at its best capacity), the GAN's KL beside its
     estimator's floor; then what training on the ELBO costs against a tighter objective and an exact likelihood."""
     lines = {line: kl for line, kl in best.items() if on_table(line, table)}
@@ -306,7 +313,7 @@ def table_verdict(evidence: Evidence, table: str, best: dict[str, float]) -> str
         return None
     a, v = min(adversarial, key=lines.get), min(variational, key=lines.get)
     closer = "closer to" if lines[a] < lines[v] else "no closer to"
-    floor = kl_floors(evidence).get(table)
+    floor = floors.get(table)
     against = f" (its estimator's floor on true draws: {fmt(floor[0], 3)})" if floor else ""
     text = (
         f"On {table}, at its best capacity the GAN ({a}, KL {fmt(lines[a], 3)}) comes {closer} the truth than the "
@@ -363,7 +370,7 @@ def bias_and_consistency(evidence: Evidence) -> Answer:
             + "."
         )
     best = {line: min(m for _, m, _ in pts) for line, pts in series.items()}
-    verdicts = [v for t in dict.fromkeys(t for t, _ in toy_groups(evidence)) if (v := table_verdict(evidence, t, best))]
+    verdicts = [v for t in toy_tables(evidence) if (v := table_verdict(evidence, t, best, floors))]
     verdict = " ".join(verdicts) if verdicts else "Only one of the two families was measured."
     return Answer(text, verdict)
 

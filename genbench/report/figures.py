@@ -374,8 +374,10 @@ def _one_panel(series: claims.Series, xlabel: str, ylabel: str, title: str) -> t
 def claim_capacity_figure(evidence: claims.Evidence) -> Figure | None:
     """One panel per mixture (lines of one mixture only), each with its KDE's floor on true draws."""
     series, floors = claims.capacity_series(evidence), claims.kl_floors(evidence)
-    tables = list(dict.fromkeys(t for t, _ in claims.toy_groups(evidence)))
-    panels = [(t, {k.removesuffix(f" on {t}"): v for k, v in series.items() if claims.on_table(k, t)}) for t in tables]
+    panels = [
+        (t, {k.removesuffix(f" on {t}"): v for k, v in series.items() if claims.on_table(k, t)})
+        for t in claims.toy_tables(evidence)
+    ]
     panels = [(t, lines) for t, lines in panels if lines]
     if not panels:
         return None
