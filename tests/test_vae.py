@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genbench.data import DataSpec
-from models.vae import TOY_KL_WARMUP, VAE, discretized_logistic_log_prob
+from models.vae import TOY_KL_WARMUP, TOY_MAX_GRAD_NORM, VAE, discretized_logistic_log_prob
 
 STEPS_FIT = 1500  # training steps of the ring8 fit test
 
@@ -115,6 +115,26 @@ def test_toy_default_warms_up_the_kl_and_images_do_not() -> None:
     assert "updates" not in image.state_dict() and image.kl_weight() == 1.0
     image.configure_optimizers()
     assert set(image.train_step(torch.randint(0, 17, (4, 1, 8, 8)) / 16)) == {"loss_nats_per_dim"}
+
+
+def global_grad_norm(model: torch.nn.Module) -> float:
+    return math.sqrt(sum(float((p.grad**2).sum()) for p in model.parameters() if p.grad is not None))
+
+
+def test_toy_training_clips_the_gradient_norm_and_logs_it_before_the_clip() -> None:
+    assert toy_vae().max_grad_norm == TOY_MAX_GRAD_NORM > 0
+    assert VAE(spec((1, 8, 8), 17), latent_dim=4, width=4).max_grad_norm == 0  # images: off, as before
+    x = torch.full((8, 2), 30.0)  # far from where the decoder puts its mass: a gradient far above the clip
+    unclipped = toy_vae(max_grad_norm=0)
+    assert "grad_norm" not in unclipped.train_step(x)
+    raw = global_grad_norm(unclipped)
+    assert raw > 10 * TOY_MAX_GRAD_NORM
+    clipped = toy_vae()  # the same weights (seeded), the same batch and noise
+    scalars = clipped.train_step(x)
+    assert float(scalars["grad_norm"]) == pytest.approx(raw, rel=1e-4)  # what the step would have been
+    assert global_grad_norm(clipped) == pytest.approx(TOY_MAX_GRAD_NORM, rel=1e-4)  # what it was
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        toy_vae(max_grad_norm=-1.0)
 
 
 def test_the_image_path_of_the_model_config_is_unaffected(compose: object) -> None:
