@@ -47,3 +47,32 @@ def test_progress_scores_every_kept_snapshot_and_keeps_the_final_weights(compose
     assert final["value"] == last["value"]
     plain = bench(compose(overrides, out_dir=tmp_path / "plain"))  # without snapshots: no progress metrics
     assert not [m for m in plain["metrics"] if m["name"].endswith("_over_training")]
+
+
+def load_benchmark(name: str) -> object:
+    """A script under benchmarks/ (not a package) as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_literature_scores_of_true_draws_and_of_a_collapse(name: str) -> None:
+    """benchmarks/toy_vs_literature.py: true draws of the narrow mixture cover every mode evenly (reverse KL of the
+    mode histogram ~ 0); draws around one centre cover one mode, and the reverse KL is log K (all mass on 1 of K)."""
+    bench_module = load_benchmark("toy_vs_literature")
+    mix = bench_module.literature_mixture(name)
+    assert mix.sigma < ToyMixture(name).sigma and torch.equal(mix.centers, ToyMixture(name).centers)
+    truth = bench_module.mode_scores(mix.sample(20_000, torch.Generator().manual_seed(0)), mix)
+    assert truth["modes"] == truth["modes_any"] == len(mix.centers)
+    assert truth["high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.005)
+    assert 0 <= truth["reverse_kl"] < 0.01
+    one = mix.centers[:1].float() + mix.sigma * torch.randn(2500, 2, generator=torch.Generator().manual_seed(1))
+    collapsed = bench_module.mode_scores(one, mix)
+    assert collapsed["modes"] == collapsed["modes_any"] == 1
+    assert collapsed["reverse_kl"] == pytest.approx(math.log(len(mix.centers)))
