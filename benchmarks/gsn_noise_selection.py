@@ -1,4 +1,4 @@
-"""Selection: the GSN's corruption and chain state on digits, chosen on the validation split.
+"""Selection: the GSN's corruption and chain state on digits (or `--dataset`), chosen on the validation split.
 
 Claim (d) needs a GSN that is a fair representative of its family, so its corruption (salt-and-pepper or Gaussian,
 and the level) and its chain's state (a draw from `P(x | x~)` or its mean) are chosen here, not guessed. Every
@@ -7,7 +7,9 @@ training split, and is scored against the **validation split** (never trained on
 at): FID and recall (k = 3) on the domain classifier's features of chain states after 100 and 1,000 steps from
 uniform noise (the default sampler and a long chain, where a chain that drifts out of the data shows it), and the
 number of distinct classes one chain visits in 1,000 steps. The candidate with the lowest FID, averaged over seeds
-and both chain lengths, becomes the default of conf/model/gsn.yaml.
+and both chain lengths, becomes the default of conf/model/gsn.yaml (chosen on digits). `--dataset teacher` runs the
+same selection on another labelled image set (written as gsn_noise_selection_<dataset>.*), to see whether the
+digits choice carries over.
 
 Run:  OMP_NUM_THREADS=1 python benchmarks/gsn_noise_selection.py --seeds 0,1
       python benchmarks/gsn_noise_selection.py --quick   (300 steps, one seed; *_quick.* files)
@@ -105,11 +107,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="300 steps, seed 0: a smoke run (*_quick files)")
+    parser.add_argument("--dataset", default="digits", help="an image data set with labels (digits, teacher)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "results/benchmarks")
     args = parser.parse_args()
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     steps = 300 if args.quick else args.steps
-    data = load_dataset("digits", valid_fraction=0.1)
+    data = load_dataset(args.dataset, valid_fraction=0.1)
     fcfg = OmegaConf.load(ROOT / "conf/eval/default.yaml").features
     extractor = build_extractor("domain", data, fcfg, torch.device("cpu"))
     valid_features = extract(extractor, data.valid, 256, progress=False)
@@ -126,7 +129,7 @@ def main() -> None:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "versions": package_versions(),
-        "dataset": {"name": "digits", "n_train": len(data.train), "n_valid": len(data.valid), "scored_on": "valid"},
+        "dataset": {"name": args.dataset, "n_train": len(data.train), "n_valid": len(data.valid), "scored_on": "valid"},
         "features": {"name": extractor.name, "key": extractor.key, **extractor.extra},
         "protocol": {
             "steps": steps,
@@ -144,14 +147,15 @@ def main() -> None:
         "chosen": chosen["candidate"],
         "candidates": rows,
     }
-    stem = "gsn_noise_selection_quick" if args.quick else "gsn_noise_selection"
+    stem = "gsn_noise_selection" + ("" if args.dataset == "digits" else f"_{args.dataset}") + ("_quick" * args.quick)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out_dir / f"{stem}.json", json.dumps(record, indent=2) + "\n")
     intro = (
-        f"GSN on digits, {steps} steps, seeds {', '.join(map(str, seeds))}; scored on the validation split "
+        f"GSN on {args.dataset}, {steps} steps, seeds {', '.join(map(str, seeds))}; scored on the validation split "
         f"({len(valid_features)} rows, domain features): FID of {N_GEN} chains after 100 and 1,000 steps, recall "
         f"(k=3, {len(valid_features)} states), classes one of {MIX_CHAINS} chains visits in 1,000 steps. Values per "
-        f"seed. Chosen: {chosen['candidate']}. From `python benchmarks/gsn_noise_selection.py`.\n\n"
+        f"seed. Chosen: {chosen['candidate']}. From `python benchmarks/gsn_noise_selection.py"
+        f"{'' if args.dataset == 'digits' else ' --dataset ' + args.dataset}`.\n\n"
     )
     summary = table(rows, chosen["candidate"])
     atomic_write_text(args.out_dir / f"{stem}.md", intro + summary)
