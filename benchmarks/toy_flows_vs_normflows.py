@@ -39,7 +39,7 @@ from genbench.data import Dataset
 from genbench.datasets import load_dataset
 from genbench.metrics.likelihood import kl_to_truth_metrics
 from genbench.model import GenerativeModel
-from genbench.results import atomic_write_text, device_name, git_commit, package_versions
+from genbench.results import device_name, git_commit, package_versions, write_benchmark
 from genbench.train import BatchSampler
 from models.flows import RealNVP
 
@@ -273,11 +273,7 @@ def main() -> None:
         "rows": rows,
     }
     stem = "toy_flows_vs_normflows_quick" if args.quick else "toy_flows_vs_normflows"
-    atomic_write_text(args.out_dir / f"{stem}.json", json.dumps(record, indent=2) + "\n")
-    table = markdown(record)
-    atomic_write_text(args.out_dir / f"{stem}.md", table)
-    print(table)
-    print(f"wrote {args.out_dir / stem}.json and .md")
+    write_benchmark(args.out_dir, stem, record, markdown(record))
 
 
 if __name__ == "__main__":

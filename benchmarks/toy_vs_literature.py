@@ -22,7 +22,6 @@ Writes results/benchmarks/toy_vs_literature.{json,md} (`_quick` with --quick).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -39,7 +38,7 @@ from genbench.data import ToyMixture
 from genbench.datasets import load_dataset
 from genbench.metrics.mixture import WITHIN_SIGMAS, coverage
 from genbench.pipeline import build_model
-from genbench.results import atomic_write_text, git_commit, package_versions
+from genbench.results import git_commit, package_versions, write_benchmark
 from genbench.train import BatchSampler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,12 +203,7 @@ def main() -> None:
         "rows": rows,
     }
     stem = "toy_vs_literature_quick" if args.quick else "toy_vs_literature"
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out_dir / f"{stem}.json", json.dumps(record, indent=2) + "\n")
-    table = markdown(record)
-    atomic_write_text(args.out_dir / f"{stem}.md", table)
-    print(table)
-    print(f"wrote {args.out_dir / stem}.json and .md")
+    write_benchmark(args.out_dir, stem, record, markdown(record))
 
 
 if __name__ == "__main__":

@@ -268,6 +268,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def write_benchmark(folder: Path, stem: str, record: dict[str, Any], table: str) -> None:
+    """A benchmark's record as `<stem>.json` and its table as `<stem>.md` in `folder`; prints the table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"{stem}.json", json.dumps(record, indent=2) + "\n")
+    atomic_write_text(folder / f"{stem}.md", table)
+    print(table)
+    print(f"wrote {folder / stem}.json and .md")
+
+
 def save_record(record: dict[str, Any], run_dir: Path) -> Path:
     validate_record(record)
     path = Path(run_dir) / RECORD_NAME
