@@ -123,7 +123,7 @@ class VAE(GenerativeModel):
         max_grad_norm: clip the gradient's global norm to this before each step; None = `TOY_MAX_GRAD_NORM` on
             toy 2-D data, 0 (off) on images. The toy Gaussian decoder learns its own scale: on grid25 (sigma 0.05)
             at width 128 a step whose gradient norm jumped from ~5 to ~100 sent the encoder's log-variance to 9
-            and the decoder's log-std to -24, and the loss to inf two steps later (two of nine runs). Typical
+            and the decoder's log-std to -24, and the loss to inf two steps later (two of the six runs there). Typical
             norms there are 2-30, so the clip binds about once in a thousand steps; `grad_norm` (before the clip)
             is logged beside the loss.
     """
@@ -214,7 +214,7 @@ class VAE(GenerativeModel):
             return 1.0
         return min(1.0, (self.steps_taken() + 1) / self.kl_warmup)
 
-    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor | float]:
         weight = self.kl_weight()
         log_w = self._log_weights(x, self.train_k, kl_weight=weight)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.train_k)
