@@ -19,7 +19,6 @@ Writes results/benchmarks/gsn_noise_selection.json and .md (or gsn_noise_selecti
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -39,7 +38,7 @@ from genbench.metrics.mixing import chain_classes
 from genbench.metrics.precision_recall import precision_recall
 from genbench.model import GenerativeModel
 from genbench.pipeline import build_model
-from genbench.results import atomic_write_text, git_commit, package_versions
+from genbench.results import git_commit, package_versions, write_benchmark
 from genbench.train import BatchSampler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,8 +147,6 @@ def main() -> None:
         "candidates": rows,
     }
     stem = "gsn_noise_selection" + ("" if args.dataset == "digits" else f"_{args.dataset}") + ("_quick" * args.quick)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out_dir / f"{stem}.json", json.dumps(record, indent=2) + "\n")
     intro = (
         f"GSN on {args.dataset}, {steps} steps, seeds {', '.join(map(str, seeds))}; scored on the validation split "
         f"({len(valid_features)} rows, domain features): FID of {N_GEN} chains after 100 and 1,000 steps, recall "
@@ -157,9 +154,7 @@ def main() -> None:
         f"seed. Chosen: {chosen['candidate']}. From `python benchmarks/gsn_noise_selection.py"
         f"{'' if args.dataset == 'digits' else ' --dataset ' + args.dataset}`.\n\n"
     )
-    summary = table(rows, chosen["candidate"])
-    atomic_write_text(args.out_dir / f"{stem}.md", intro + summary)
-    print(summary)
+    write_benchmark(args.out_dir, stem, record, intro + table(rows, chosen["candidate"]))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 
 from genbench.data import ToyMixture
 from genbench.datasets import load_dataset
-from genbench.metrics.mixture import WITHIN_SIGMAS, coverage
+from genbench.metrics.mixture import WITHIN_SIGMAS, mode_counts
 from genbench.pipeline import build_model
 from genbench.results import git_commit, package_versions, write_benchmark
 from genbench.train import BatchSampler
@@ -69,11 +69,9 @@ def literature_mixture(name: str) -> ToyMixture:
 
 def mode_scores(points: torch.Tensor, mixture: ToyMixture) -> dict[str, float]:
     """Modes covered (>= 20 and >= 1 samples), high-quality fraction and the mode histogram's reverse KL."""
-    modes, quality = coverage(points, mixture.centers, mixture.sigma, MIN_PER_MODE)
-    modes_any, _ = coverage(points, mixture.centers, mixture.sigma, 1)
-    dist = torch.cdist(points.double(), mixture.centers)
-    nearest, which = dist.min(dim=1)
-    counts = torch.bincount(which[nearest <= WITHIN_SIGMAS * mixture.sigma], minlength=len(mixture.centers))
+    counts = mode_counts(points, mixture.centers, mixture.sigma)
+    modes, modes_any = int((counts >= MIN_PER_MODE).sum()), int((counts >= 1).sum())
+    quality = int(counts.sum()) / len(points)
     share = counts.double() / max(int(counts.sum()), 1)
     held = share > 0
     reverse_kl = float((share[held] * (share[held] * len(share)).log()).sum()) if held.any() else math.inf

@@ -21,13 +21,17 @@ from genbench.results import Metric
 WITHIN_SIGMAS = 3.0
 
 
-def coverage(points: torch.Tensor, centers: torch.Tensor, sigma: float, min_per_mode: int) -> tuple[int, float]:
-    """(modes covered, fraction of high-quality points) of `points (N, 2)` for mixture `centers (K, 2)`."""
+def mode_counts(points: torch.Tensor, centers: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Per mixture component, how many of `points (N, 2)` lie within 3 sigma of it (the nearest centre), shape (K,)."""
     dist = torch.cdist(points.double(), centers.double())  # (N, K)
     nearest, which = dist.min(dim=1)
-    good = nearest <= WITHIN_SIGMAS * sigma
-    per_mode = torch.bincount(which[good], minlength=len(centers))
-    return int((per_mode >= min_per_mode).sum()), float(good.double().mean())
+    return torch.bincount(which[nearest <= WITHIN_SIGMAS * sigma], minlength=len(centers))
+
+
+def coverage(points: torch.Tensor, centers: torch.Tensor, sigma: float, min_per_mode: int) -> tuple[int, float]:
+    """(modes covered, fraction of high-quality points) of `points (N, 2)` for mixture `centers (K, 2)`."""
+    per_mode = mode_counts(points, centers, sigma)
+    return int((per_mode >= min_per_mode).sum()), int(per_mode.sum()) / len(points)
 
 
 def has_components(density: Any) -> bool:
