@@ -47,10 +47,27 @@ def load_dataset(
     """Load a dataset by name (the fields of `conf/dataset/<name>.yaml`), its validation split carved off (the
     teacher's is `n_valid` fresh samples of its own)."""
     if name in ("teacher", "teacher28"):
-        return load_teacher(name, n_train, n_valid, n_test, components_per_class, smoothing, seed)
-    if name == "synthetic":
-        return split_validation(load_synthetic(tuple(shape), levels, n_train, n_test), valid_fraction)
-    return split_validation(load_split(name, mixture, path, key, mirrors, download, n_train, n_test), valid_fraction)
+        data = load_teacher(name, n_train, n_valid, n_test, components_per_class, smoothing, seed)
+    elif name == "synthetic":
+        data = split_validation(load_synthetic(tuple(shape), levels, n_train, n_test), valid_fraction)
+    else:
+        split = load_split(name, mixture, path, key, mirrors, download, n_train, n_test)
+        data = split_validation(split, valid_fraction)
+    return checked_sizes(data)
+
+
+def checked_sizes(data: Dataset) -> Dataset:
+    """`data`, once its spec states the split sizes its tensors have: the record copies the spec, so a loader that
+    forgot one (the teacher's spec said `n_valid: 0` beside 1,000 validation rows) would misreport the run."""
+    held = {
+        "n_train": len(data.train),
+        "n_valid": 0 if data.valid is None else len(data.valid),
+        "n_test": len(data.test),
+    }
+    stated = {k: getattr(data.spec, k) for k in held}
+    if stated != held:
+        raise RuntimeError(f"dataset {data.spec.name!r}: its spec states sizes {stated} but holds {held}")
+    return data
 
 
 def load_split(

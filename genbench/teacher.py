@@ -155,6 +155,7 @@ def load_teacher(
         value_range=(0.0, 1.0),
         n_train=n_train,
         n_test=n_test,
+        n_valid=n_valid,
         source=(
             f"{name}: samples of a class-conditional mixture of {components_per_class} x 10 factorized categoricals "
             f"(L = {levels}, smoothing {smoothing:g}, EM {TEACHER_EM_ITERATIONS} iterations, seed {seed}) fitted "
@@ -170,4 +171,5 @@ def load_teacher(
         labels[cuts[1] :],
         density=teacher,
         valid=x[cuts[0] : cuts[1]],
+        valid_labels=labels[cuts[0] : cuts[1]],
     )

@@ -5,6 +5,7 @@ Downloads, mirrors and tar extraction are tested in test_download.py.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pickle
@@ -173,6 +174,14 @@ def test_validation_split_is_carved_from_training_rows_and_recorded() -> None:
     assert torch.equal(ds.test, full.test)
     with pytest.raises(GenbenchError, match="valid_fraction"):
         datasets.load_dataset("digits", valid_fraction=1.0)
+
+
+def test_a_spec_that_misstates_its_split_sizes_is_refused() -> None:
+    ds = datasets.load_dataset("digits")
+    wrong = data.Dataset(dataclasses.replace(ds.spec, n_valid=0), ds.train, ds.test, valid=ds.valid)
+    with pytest.raises(RuntimeError, match="'n_valid': 0.*'n_valid': 150"):
+        datasets.checked_sizes(wrong)
+    assert datasets.checked_sizes(ds) is ds
 
 
 def test_synthetic_images_have_the_asked_shape_and_levels() -> None:

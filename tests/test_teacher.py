@@ -63,6 +63,8 @@ def test_teacher_dataset_is_digits_shaped_deterministic_and_has_a_validation_spl
     b = load_dataset("teacher", n_train=300, n_valid=50, n_test=100)
     assert a.spec.shape == (1, 8, 8) and a.spec.levels == 17 and a.spec.num_classes == 10
     assert a.train.shape == (300, 1, 8, 8) and a.valid.shape == (50, 1, 8, 8) and a.test.shape == (100, 1, 8, 8)
+    assert (a.spec.n_train, a.spec.n_valid, a.spec.n_test) == (300, 50, 100)  # what the record states
+    assert torch.equal(a.valid_labels, b.valid_labels) and len(a.valid_labels) == 50
     assert torch.equal(a.test, b.test) and torch.equal(a.train_labels, b.train_labels)
     assert torch.equal(a.test * 16, (a.test * 16).round())  # values k / (L - 1)
     exact = a.density.log_density(a.test)
