@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread, imsave
 
-from genbench.report import claims
+from genbench.report import claims, figures
 from genbench.report.cells import fmt
 from genbench.report.comparison import main, report
 from genbench.report.records import FAILED, NO_LIKELIHOOD, NOT_RUN, group_runs, load_runs
@@ -490,6 +490,39 @@ def test_convergence_verdict_names_the_curves_that_lose_modes(tmp_path: Path) ->
     assert hinge in answer.text
     assert answer.verdict.endswith("1 of 2 mode-coverage curves (means over seeds) end below their peak: "
                                    "gan (loss=hinge) on toy2d 5.0 → 1.0.")  # fmt: skip
+
+
+def test_convergence_reads_kl_over_training_per_run_beside_its_floor_and_plots_gan_losses(tmp_path: Path) -> None:
+    # Hinge on ring8, two seeds: seed 0 reaches KL 1.0 at step 200 and relapses to 1.5; seed 1 ends at its best.
+    # Each run also records the KDE floor (source: data), at the end and at every snapshot: it must never enter
+    # the model's curve (a mean with it would halve the KL), and the text and figure show it as the floor.
+    for seed, kls in enumerate(([2.0, 1.0, 1.5], [2.0, 1.2, 1.2])):
+        extra = [Metric("kl_to_truth", 0.02, "nats", "estimate", None, 100, "test", {"source": "data"}, ("source",))]
+        for step, kl in zip((100, 200, 300), kls, strict=True):
+            for source, value in (("model", kl), ("data", 0.0)):
+                fields = {"step": step, "method": "kde", "source": source}
+                extra.append(Metric("kl_to_truth_over_training", value, "nats", "estimate", None, 100, "test",
+                                    fields, ("step", "method", "source")))  # fmt: skip
+        config = {"dataset": {"name": "toy2d", "mixture": "ring8"}, "model": {"name": "gan", "loss": "hinge"}}
+        toy_run(tmp_path, f"hinge{seed}", "gan", "adversarial", 1.0, config, extra, seed)
+    # A GAN tracked by FID on digits, two seeds, its discriminator and generator losses in curve.csv.
+    for seed in (0, 1):
+        body = [fid(40.0), Metric("fid_over_training", 50.0, "–", "estimate", None, 10, "test", {"step": 3}, ("step",))]
+        run_dir = tmp_path / "digits" / "gan" / f"seed{seed}"
+        write_run_at(run_dir, "gan", seed, body)
+        with open(run_dir / "curve.csv", "w", newline="") as f:
+            f.write("step,g_loss,d_loss,grad_norm\n" + "".join(f"{s},{s + seed},{-s},\n" for s in (1, 2, 3)))
+    evidence = claims.Evidence(group_runs(load_runs(tmp_path).runs))
+    answer = claims.convergence(evidence)
+    assert "gan on toy2d: KL to truth 2.00 at step 100, best 1.10 at 200, 1.35 at 300 (floor 0.020)" in (answer.text)
+    assert answer.verdict.endswith(" 1 of 2 toy runs end more than 5% farther from the truth (KL) than at their "
+                                   "best snapshot, the most gan on toy2d, seed 0: 1.00 nats at step "
+                                   "200, 1.50 at the end.")  # fmt: skip
+    losses = claims.adversarial_losses(evidence)
+    assert list(losses["gan"]) == ["g_loss", "d_loss"]  # grad_norm is no loss, and logged at no step here
+    assert losses["gan"]["g_loss"] == [(1.0, 1.5, pytest.approx(0.7071, abs=1e-4)), (2.0, 2.5, pytest.approx(0.7071,
+                                        abs=1e-4)), (3.0, 3.5, pytest.approx(0.7071, abs=1e-4))]  # fmt: skip
+    assert figures.claim_convergence_figure(evidence) is not None
 
 
 def test_chain_series_leave_out_a_default_mode_that_a_named_mode_duplicates(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genbench.report.cells import fmt, mean_std, mean_text
-from genbench.report.records import Group, candidates, data_dim, loss_curve, variants
+from genbench.report.records import Group, agrees, candidates, data_dim, loss_curve, scalar_curves, variants
 from genbench.report.tables import quality_cell, table_features, throughput_cell
 
 NOT_MEASURED = "not measured in this run"
@@ -272,7 +272,7 @@ def bound_chain(group: Group) -> str | None:
     n_examples: dict[str, int | None] = {}
     for ms in variants(group, "nll_bpd").values():
         m = ms[0]
-        if m["kind"] == "lower_bound" and m.get("source", "model") == "model" and m.get("data") == "discrete":
+        if m["kind"] == "lower_bound" and agrees(m, "source", "model") and m.get("data") == "discrete":
             per_seed[m.get("method", "?")] = {x["seed"]: x["value"] for x in ms}
             n_examples[m.get("method", "?")] = m.get("n")
     methods = sorted((m for m in per_seed if iwae_order(m)[0] < 3), key=iwae_order)
@@ -485,7 +485,7 @@ def latent_series(evidence: Evidence, name: str = "fid") -> Series:
             cell = quality_cell(g, "fid", table_features([g], ["fid"]))
             value = (cell.mean, cell.std) if cell.mean is not None else None
         else:
-            found = [ms for ms in variants(g, name).values() if ms[0].get("source", "model") == "model"
+            found = [ms for ms in variants(g, name).values() if agrees(ms[0], "source", "model")
                      and ms[0].get("data") == "discrete"]  # fmt: skip
             best = min(found, key=lambda ms: statistics.fmean(m["value"] for m in ms), default=None)
             value = mean_std([m["value"] for m in best]) if best else None
@@ -524,18 +524,64 @@ def latent_size(evidence: Evidence) -> Answer:
 # ----------------------------------------------------------------------------- (f) convergence
 
 
+def progress_runs(evidence: Evidence, name: str) -> dict[str, dict[str, dict[int, list[tuple[float, float]]]]]:
+    """The model's `name` over training steps, by table, group and seed: {seed: [(step, value), ...]}."""
+    out: dict[str, dict[str, dict[int, list[tuple[float, float]]]]] = {}
+    for table, groups in evidence.tables.items():
+        for g in groups:
+            by_seed: dict[int, list[tuple[float, float]]] = {}
+            for ms in candidates(g, name, source="model"):  # never a real-data floor among the model's points
+                for m in ms:
+                    by_seed.setdefault(m["seed"], []).append((float(m["step"]), m["value"]))
+            if by_seed:
+                out.setdefault(table, {})[g.label] = {seed: sorted(pts) for seed, pts in sorted(by_seed.items())}
+    return out
+
+
 def progress_series(evidence: Evidence, name: str) -> dict[str, dict[str, list[tuple[float, float, float | None]]]]:
     """`name` over training steps (mean, std over seeds), by table and group."""
     out: dict[str, dict[str, list]] = {}
-    for table, groups in evidence.tables.items():
-        for g in groups:
-            by_step: dict[int, list[float]] = {}
-            for ms in variants(g, name).values():
-                for m in ms:
-                    by_step.setdefault(int(m["step"]), []).append(m["value"])
-            if by_step:
-                pts = [(float(s), *mean_std(v)) for s, v in sorted(by_step.items())]
-                out.setdefault(table, {})[g.label] = pts
+    for table, lines in progress_runs(evidence, name).items():
+        for label, by_seed in lines.items():
+            by_step: dict[float, list[float]] = {}
+            for pts in by_seed.values():
+                for step, value in pts:
+                    by_step.setdefault(step, []).append(value)
+            out.setdefault(table, {})[label] = [(s, *mean_std(v)) for s, v in sorted(by_step.items())]
+    return out
+
+
+def relapses(
+    evidence: Evidence, name: str, rise: float = 0.05
+) -> tuple[int, list[tuple[str, int, float, float, float]]]:
+    """Runs whose last snapshot of `name` (lower is better) is more than `rise` above their best one: the run
+    count, and (line, seed, best step, best, last) of each that relapsed, the largest relapse first. Per run, not
+    per mean: seeds that relapse at different steps would cancel in a mean."""
+    runs, found = 0, []
+    for table, lines in progress_runs(evidence, name).items():
+        for label, by_seed in lines.items():
+            for seed, pts in by_seed.items():
+                runs += 1
+                step, best = min(pts, key=lambda p: p[1])
+                last = pts[-1][1]
+                if last > best + rise * abs(best):
+                    found.append((f"{label} on {table}", seed, step, best, last))
+    return runs, sorted(found, key=lambda r: r[3] - r[4])
+
+
+def adversarial_losses(evidence: Evidence) -> dict[str, dict[str, list[tuple[float, float, float | None]]]]:
+    """The logged losses (discriminator and generator) of the GANs tracked over training, by group: each scalar's
+    mean and std over seeds at the steps every seed logged."""
+    out: dict[str, dict[str, list]] = {}
+    tracked = {label for lines in progress_runs(evidence, "fid_over_training").values() for label in lines}
+    for g in evidence.of_family("adversarial"):
+        if g.label not in tracked:
+            continue
+        per_run = [scalar_curves(run) for run in g.ok_runs]
+        for scalar in [n for n in (per_run[0] if per_run else {}) if n.endswith("loss")]:
+            curves = [dict(zip(*c[scalar], strict=True)) for c in per_run if scalar in c]
+            shared = sorted(set.intersection(*(set(c) for c in curves)))
+            out.setdefault(g.label, {})[scalar] = [(s, *mean_std([c[s] for c in curves])) for s in shared]
     return out
 
 
@@ -564,6 +610,14 @@ def convergence(evidence: Evidence) -> Answer:
             fell.append((f"{label} on {table}", peak, pts[-1][1]))
             parts.append(f"{label} on {table}: modes covered " + ", ".join(f"{int(s)}: {fmt(m, 2)}" for s, m, _ in pts)
                          + ("" if pts[-1][1] >= peak else f" (fell from its peak {fmt(peak, 2)})"))  # fmt: skip
+    floors = kl_floors(evidence)
+    for table, lines in progress_series(evidence, "kl_to_truth_over_training").items():
+        for label, pts in lines.items():
+            step, best, _ = min(pts, key=lambda p: p[1])
+            floor = f" (floor {fmt(floors[table][0], 2)})" if table in floors else ""
+            first, last = pts[0], pts[-1]
+            parts.append(f"{label} on {table}: KL to truth {fmt(first[1], 3)} at step {int(first[0])}, "
+                         f"best {fmt(best, 3)} at {int(step)}, {fmt(last[1], 3)} at {int(last[0])}{floor}")  # fmt: skip
     adversarial = {g.label for g in evidence.of_family("adversarial")}
     gan_setbacks = [n for label, n in worse if label in adversarial]
     other_setbacks = [n for label, n in worse if label not in adversarial]
@@ -580,6 +634,18 @@ def convergence(evidence: Evidence) -> Answer:
             + (": " + "; ".join(f"{line} {fmt(peak, 2)} → {fmt(last, 2)}" for line, peak, last in lost) if lost else "")
             + "."
         )
+    runs, relapsed = relapses(evidence, "kl_to_truth_over_training")
+    if runs:
+        verdict += (
+            f" {len(relapsed)} of {runs} toy runs end more than 5% farther from the truth (KL) than at their best "
+            "snapshot"
+        )
+        if relapsed:
+            line, seed, step, best, last = relapsed[0]
+            verdict += (
+                f", the most {line}, seed {seed}: {fmt(best, 3)} nats at step {int(step)}, {fmt(last, 3)} at the end"
+            )
+        verdict += "."
     return Answer("; ".join(parts) + ".", verdict)
 
 

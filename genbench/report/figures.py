@@ -443,22 +443,43 @@ def claim_latent_figure(evidence: claims.Evidence) -> Figure | None:
 
 
 def claim_convergence_figure(evidence: claims.Evidence) -> Figure | None:
-    panels = [(f"FID on {t}", s) for t, s in claims.progress_series(evidence, "fid_over_training").items()]
-    panels += [
-        (f"modes covered, {t}", s) for t, s in claims.progress_series(evidence, "modes_covered_over_training").items()
+    """FID, modes covered and KL to the truth (its real-data floor dashed) over training, then the tracked GANs'
+    discriminator and generator losses (mean over seeds, ± std band)."""
+    floors = claims.kl_floors(evidence)
+    panels: list[tuple[str, dict, float | None]] = [
+        (f"FID on {t}", s, None) for t, s in claims.progress_series(evidence, "fid_over_training").items()
     ]
-    if not panels:
+    for name, title in (("modes_covered_over_training", "modes covered"), ("kl_to_truth_over_training", "KL to truth")):
+        for t, s in claims.progress_series(evidence, name).items():
+            panels.append((f"{title}, {t}", s, floors[t][0] if name.startswith("kl") and t in floors else None))
+    losses = claims.adversarial_losses(evidence)
+    if not panels and not losses:
         return None
-    cols = min(len(panels), 3)
-    rows = math.ceil(len(panels) / cols)
+    cols = 3
+    rows = math.ceil(len(panels) / cols) + math.ceil(len(losses) / cols)
     fig = Figure(figsize=(4.5 * cols, 4.8 * rows))
-    for i, (title, series) in enumerate(panels):
+    for i, (title, series, floor) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         _lines(ax, series, logx=False)
+        if floor is not None:
+            ax.axhline(floor, color="0.4", linestyle="--", label="the same KDE on true draws (floor)")
         ax.set(xlabel="training step", title=title)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)  # below: curves cross
-    fig.suptitle("(f) Sample quality over training")
-    fig.tight_layout()
+    first = math.ceil(len(panels) / cols) * cols
+    for i, (label, scalars) in enumerate(losses.items()):
+        ax = fig.add_subplot(rows, cols, first + i + 1)
+        for scalar, pts in scalars.items():
+            steps, means, stds = zip(*pts, strict=True)
+            ax.plot(steps, means, label=scalar)
+            spread = [e or 0 for e in stds]
+            ax.fill_between(steps, [m - e for m, e in zip(means, spread, strict=True)],
+                            [m + e for m, e in zip(means, spread, strict=True)], alpha=0.25)  # fmt: skip
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set(xlabel="training step", ylabel="loss (mean ± std over seeds)", title=label)
+        ax.title.set_fontsize(8)
+    fig.suptitle("(f) Sample quality and losses over training")
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # leave the title its own row above the panels' titles
     return fig
 
 

@@ -248,18 +248,30 @@ def reason(group: Group) -> str:
     return FAILED if group.all_failed else NOT_RUN
 
 
-def loss_curve(run: Run) -> tuple[str, list[float], list[float]] | None:
-    """(loss name, steps, losses) from the run's `curve.csv`: the first scalar after `step` is the loss."""
+def scalar_curves(run: Run) -> dict[str, tuple[list[float], list[float]]]:
+    """Every logged training scalar of the run's `curve.csv` as {name: (steps, values)}, in column order."""
     path = run.path / CURVE_NAME
     if not path.exists():
-        return None
+        return {}
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
         names = [c for c in reader.fieldnames or [] if c != "step"]
-    if not rows or not names:
+    out = {}
+    for name in names:
+        logged = [r for r in rows if r.get(name) not in (None, "")]  # a scalar a step did not log is left out
+        if logged:
+            out[name] = ([float(r["step"]) for r in logged], [float(r[name]) for r in logged])
+    return out
+
+
+def loss_curve(run: Run) -> tuple[str, list[float], list[float]] | None:
+    """(loss name, steps, losses) from the run's `curve.csv`: the first scalar after `step` is the loss."""
+    curves = scalar_curves(run)
+    if not curves:
         return None
-    return names[0], [float(r["step"]) for r in rows], [float(r[names[0]]) for r in rows]
+    name = next(iter(curves))
+    return name, *curves[name]
 
 
 def data_dim(group: Group) -> int | None:

@@ -25,6 +25,7 @@ from genbench.report.records import (
     NOT_RUN,
     Group,
     Run,
+    agrees,
     candidates,
     reason,
     variant_key,
@@ -51,7 +52,7 @@ def likelihood_cells(group: Group, data: str = "discrete", name: str = "nll_bpd"
     cells = []
     for key, ms in variants(group, name).items():
         m = ms[0]
-        if m.get("data", "discrete") != data or m.get("source", "model") != "model":
+        if m.get("data", "discrete") != data or not agrees(m, "source", "model"):
             continue
         cells.append(Cell.of(ms, mark=KIND_MARK[m["kind"]], note=likelihood_note(ms), kind=m["kind"], key=key))
     cells.sort(key=lambda c: (KIND_RANK.get(c.kind, 3), c.mean))
