@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genbench.data import ToyMixture
-from genbench.metrics.mixture import coverage
+from genbench.metrics.mixture import coverage, coverage_metrics
 from genbench.pipeline import bench
 from genbench.train import snapshots
 
@@ -29,6 +29,8 @@ def test_collapse_and_blur_are_told_apart() -> None:
     collapsed = mix.centers[:1].float() + mix.sigma * torch.randn(2500, 2, generator=gen)
     blurred = 2.0 * torch.randn(2500, 2, generator=gen)
     assert coverage(collapsed, mix.centers, mix.sigma, 20) == (1, pytest.approx(0.989, abs=0.01))
+    found = {m.name: m for m in coverage_metrics(collapsed, mix, 20, {})}
+    assert found["modes_covered"].value == 1 and found["modes_covered"].extra["covered"] == [0]  # which one
     modes, quality = coverage(blurred, mix.centers, mix.sigma, 20)
     assert quality < 0.1 and modes < 8  # a blur reaches few modes often enough and few samples are good
 
@@ -44,7 +46,8 @@ def test_progress_scores_every_kept_snapshot_and_keeps_the_final_weights(compose
     # the last snapshot is the final model: the same samples, the same coverage as the final metric
     final = next(m for m in record["metrics"] if m["name"] == "modes_covered")
     last = next(m for m in record["metrics"] if m["name"] == "modes_covered_over_training" and m["step"] == 4)
-    assert final["value"] == last["value"]
+    assert final["value"] == last["value"] and final["covered"] == last["covered"]
+    assert len(final["covered"]) == final["value"]
     plain = bench(compose(overrides, out_dir=tmp_path / "plain"))  # without snapshots: no progress metrics
     assert not [m for m in plain["metrics"] if m["name"].endswith("_over_training")]
 

@@ -492,6 +492,21 @@ def test_convergence_verdict_names_the_curves_that_lose_modes(tmp_path: Path) ->
                                    "gan (loss=hinge) on toy2d 5.0 → 1.0.")  # fmt: skip
 
 
+def test_mode_changes_count_drops_and_hops_between_snapshots(tmp_path: Path) -> None:
+    # Seed 0 covers {0, 1}, then {0, 2} (mode 1 dropped while mode 2 is gained: a hop), then {2} (mode 0 dropped:
+    # a collapse); seed 1 holds {0} throughout. Per run: 2 and 0 drops, 1 and 0 hops.
+    for seed, sets in enumerate(([[0, 1], [0, 2], [2]], [[0], [0], [0]])):
+        fields = [{"step": step, "covered": c} for step, c in zip((1, 2, 3), sets, strict=True)]
+        name = "modes_covered_over_training"
+        extra = [
+            Metric(name, len(f["covered"]), "modes", "estimate", None, 100, "samples", f, ("step",)) for f in fields
+        ]
+        toy_run(tmp_path, f"gan{seed}", "gan", "adversarial", 1.0, {"dataset": {"name": "toy2d"}}, extra, seed)
+    evidence = claims.Evidence(group_runs(load_runs(tmp_path).runs))
+    assert claims.mode_changes(evidence) == {"gan on toy2d": (1.0, 0.5, 2)}
+    assert "gan on toy2d 1.0 dropped, 0.50 hops." in claims.convergence(evidence).verdict
+
+
 def test_convergence_reads_kl_over_training_per_run_beside_its_floor_and_plots_gan_losses(tmp_path: Path) -> None:
     # Hinge on ring8, two seeds: seed 0 reaches KL 1.0 at step 200 and relapses to 1.5; seed 1 ends at its best.
     # Each run also records the KDE floor (source: data), at the end and at every snapshot: it must never enter

@@ -39,13 +39,18 @@ def has_components(density: Any) -> bool:
 
 
 def coverage_metrics(points: torch.Tensor, density: Any, min_per_mode: int, extra: dict[str, Any]) -> list[Metric]:
-    """`modes_covered` (count) and `high_quality_fraction` of `points`, carrying `extra` (variant: its keys)."""
-    modes, quality = coverage(points, density.centers, density.sigma, min_per_mode)
+    """`modes_covered` (count, and which: `covered`, the components' indices) and `high_quality_fraction` of
+    `points`, carrying `extra` (variant: its keys). Which modes matter over training: a count that holds while
+    the covered set changes is mode hopping."""
+    per_mode = mode_counts(points, density.centers, density.sigma)
+    covered = torch.nonzero(per_mode >= min_per_mode).flatten().tolist()
+    quality = int(per_mode.sum()) / len(points)
     rule = {"modes": len(density.centers), "within_sigmas": WITHIN_SIGMAS, "min_per_mode": min_per_mode, **extra}
     variant = tuple(extra)
     n = len(points)
+    which = {**rule, "covered": covered}
     return [
-        Metric("modes_covered", float(modes), "modes", "estimate", None, n, "samples", dict(rule), variant),
+        Metric("modes_covered", float(len(covered)), "modes", "estimate", None, n, "samples", which, variant),
         Metric("high_quality_fraction", quality, "fraction", "estimate", None, n, "samples", dict(rule), variant),
     ]
 

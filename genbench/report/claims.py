@@ -569,6 +569,30 @@ def relapses(
     return runs, sorted(found, key=lambda r: r[3] - r[4])
 
 
+def mode_changes(evidence: Evidence) -> dict[str, tuple[float, float, int]]:
+    """Per toy line, from the covered modes (`covered`) of consecutive snapshots: modes dropped (covered at one
+    snapshot, not at the next) and hops (a drop matched by another mode gained at the same snapshot), each the
+    mean per run, and the run count. A collapse drops modes; a sampler that hops keeps its count and moves."""
+    out = {}
+    for table, groups in evidence.tables.items():
+        for g in groups:
+            by_seed: dict[int, list[tuple[float, set[int]]]] = {}
+            for ms in candidates(g, "modes_covered_over_training"):
+                for m in ms:
+                    if "covered" in m:
+                        by_seed.setdefault(m["seed"], []).append((float(m["step"]), set(m["covered"])))
+            if not by_seed:
+                continue
+            dropped, hops = [], []
+            for pts in by_seed.values():
+                sets = [covered for _, covered in sorted(pts, key=lambda p: p[0])]
+                pairs = list(zip(sets, sets[1:], strict=False))
+                dropped.append(sum(len(a - b) for a, b in pairs))
+                hops.append(sum(min(len(a - b), len(b - a)) for a, b in pairs))
+            out[f"{g.label} on {table}"] = (statistics.fmean(dropped), statistics.fmean(hops), len(by_seed))
+    return out
+
+
 def adversarial_losses(evidence: Evidence) -> dict[str, dict[str, list[tuple[float, float, float | None]]]]:
     """The logged losses (discriminator and generator) of the GANs tracked over training, by group: each scalar's
     mean and std over seeds at the steps every seed logged."""
@@ -632,6 +656,14 @@ def convergence(evidence: Evidence) -> Answer:
             f" On the toy mixtures {len(lost)} of {len(fell)} mode-coverage curves (means over seeds) end below "
             f"their peak"
             + (": " + "; ".join(f"{line} {fmt(peak, 2)} → {fmt(last, 2)}" for line, peak, last in lost) if lost else "")
+            + "."
+        )
+    changes = mode_changes(evidence)
+    if changes:
+        verdict += (
+            " Between snapshots the runs dropped modes they had covered (mean per run; hops: drops matched by a "
+            "mode gained at the same snapshot): "
+            + "; ".join(f"{line} {fmt(d, 2)} dropped, {fmt(h, 2)} hops" for line, (d, h, _) in changes.items())
             + "."
         )
     runs, relapsed = relapses(evidence, "kl_to_truth_over_training")
