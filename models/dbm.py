@@ -32,6 +32,7 @@ from torch import nn
 
 from genbench.data import DataSpec, binarize
 from genbench.errors import GenbenchError
+from genbench.metrics.likelihood import chunked_logmeanexp
 from genbench.model import GenerativeModel, rand, require_discrete_images
 
 # ----------------------------------------------------------------------------- pure maths
@@ -216,6 +217,35 @@ class DBM(GenerativeModel):
             v @ self.b + ((v @ self.W1) * mu1).sum(-1) + ((mu1 @ self.W2) * mu2).sum(-1) + mu1 @ self.c1 + mu2 @ self.c2
         )
         return neg_energy + entropy_bernoulli(mu1) + entropy_bernoulli(mu2)
+
+    def log_unnormalized_given_h2(self, v: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
+        """`log sum_h1 exp(-E(v, h1, h2))` (nats), `h1` summed out exactly: given `v` and `h2` its units are
+        independent, each contributing `softplus` of its input."""
+        return v @ self.b + h2 @ self.c2 + F.softplus(v @ self.W1 + h2 @ self.W2.T + self.c1).sum(-1)
+
+    @torch.no_grad()
+    def mean_field_gap(
+        self, v: torch.Tensor, n_samples: int, generator: torch.Generator | None = None, chunk: int = 100
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean-field bound on `log p*(v) = log sum_h exp(-E(v, h))` and an importance estimate of it, per
+        example (nats; `log Z` cancels in their difference, so neither needs it).
+
+        The estimate sums `h1` out exactly and draws `h2` `n_samples` times from the mean-field `q(h2 | v)`:
+        `log mean_k p*(v, h2_k) / q(h2_k)`. Like IWAE, its expectation is a lower bound on `log p*(v)` that
+        rises with `n_samples` towards it, and it is never below the mean-field bound in expectation (summing
+        `h1` out beats any factorized `q(h1)`). So `estimate - bound` is, in expectation, a lower bound on the
+        mean-field bound's gap.
+        """
+        mu1, mu2 = self.mean_field(v, self.eval_mf_steps)
+        bound = self.variational_bound(v, mu1, mu2)
+        q = mu2.clamp(1e-6, 1 - 1e-6)  # a proposal must give every h2 some mass; log q uses the same q
+        log_q1, log_q0 = q.log(), (-q).log1p()
+
+        def log_weights(k: int) -> torch.Tensor:  # (k, B)
+            h2 = bernoulli(q.expand(k, *q.shape), generator)  # (k, B, H2)
+            return self.log_unnormalized_given_h2(v, h2) - (h2 * log_q1 + (1 - h2) * log_q0).sum(-1)
+
+        return bound, chunked_logmeanexp(log_weights, n_samples, chunk)
 
     def bipartite(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The DBM as an RBM between `y = [v, h2]` and `x = h1`: `(weight, bias_y, bias_x, base_bias_y)`."""

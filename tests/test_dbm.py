@@ -178,6 +178,8 @@ def test_bench_records_an_estimated_nll(compose) -> None:
     assert math.isfinite(nll[0]["log_partition"]) and nll[0]["log_partition_stderr"] > 0
     assert record["model_info"]["data_variant"] == "binarized"
     assert "stochastic" in record["model_info"]["binarization"]
+    gaps = [m for m in record["metrics"] if m["name"] == "mean_field_gap"]  # eval=fast: 1 and 10 samples
+    assert [(m["samples"], m["n"], m["data"]) for m in gaps] == [(1, 297, "binarized"), (10, 297, "binarized")]
     modes = {m["mode"] for m in record["metrics"] if m["name"] == "sample_throughput"}
     assert modes == set(DBM.sampling_modes)
 
@@ -190,11 +192,39 @@ def test_partition_family_records_log_z_per_schedule_length_settling_on_the_trut
     from genbench.metrics.context import EvalContext
 
     model = tiny_dbm(seed=3)
-    data = Dataset(tiny_spec(), torch.zeros(10, 1, 1, 6), torch.zeros(10, 1, 1, 6))
+    data = Dataset(tiny_spec(), torch.zeros(10, 1, 1, 6).double(), torch.zeros(10, 1, 1, 6).double())  # the model's
     cfg = OmegaConf.create({"seed": 0, "partition": {"enabled": True, "betas": [2, 1000], "runs": 100}})
-    short, long = partition.evaluate(EvalContext(model, data, cfg))
+    found = partition.evaluate(EvalContext(model, data, cfg))
+    short, long = (m for m in found if m.name == "log_partition")
+    gaps = {m.extra["samples"]: m for m in found if m.name == "mean_field_gap"}
+    assert sorted(gaps) == [1, 10, 100, 1000] and all(m.kind == "lower_bound" and m.n == 10 for m in gaps.values())
+    assert gaps[1000].extra["data"] == "binarized"
     assert (short.extra["ais_betas"], long.extra["ais_betas"]) == (2, 1000)
     assert short.to_dict()["variant"] == {"ais_betas": 2} and long.n == 100
     truth = exact_log_z(model)
     assert abs(long.value - truth) < 4 * long.stderr  # a long schedule settles on the enumerated log Z
     assert abs(short.value - truth) > abs(long.value - truth)  # two temperatures do not
+
+
+def test_mean_field_gap_is_measured_by_an_importance_estimate_that_tightens_onto_the_enumerated_truth() -> None:
+    """h1 summed out matches brute force; the importance estimate of log p*(v) lies above the mean-field bound in
+    expectation, below the truth in expectation, and reaches it with many samples, for every v of a tiny DBM."""
+    model = tiny_dbm(seed=2)
+    d, h1, h2 = 6, 4, 3
+    v = all_states(d)
+    joint = neg_energy(model, v, all_states(h1), all_states(h2))  # (2^6, 2^4, 2^3)
+    with torch.no_grad():
+        given_h2 = torch.stack([model.log_unnormalized_given_h2(v, h.expand(len(v), h2)) for h in all_states(h2)], 1)
+    torch.testing.assert_close(given_h2, torch.logsumexp(joint, 1))  # (2^6, 2^3): h1 summed out exactly
+    exact = torch.logsumexp(joint.flatten(1), 1)
+    model.eval_mf_steps = 30
+    bound, many = model.mean_field_gap(v, 20_000, torch.Generator().manual_seed(0))
+    assert torch.all(bound <= exact + 1e-9) and float((exact - bound).mean()) > 0.05  # a gap worth measuring
+    torch.testing.assert_close(many, exact, atol=0.02, rtol=0)
+    # One sample, many times: its mean is at least the bound and at most the truth (up to its standard error).
+    repeats = v.repeat(4000, 1)
+    _, once = model.mean_field_gap(repeats, 1, torch.Generator().manual_seed(1))
+    once = once.view(4000, len(v))
+    mean, se = once.mean(0), once.std(0) / math.sqrt(4000)
+    assert torch.all(mean >= bound - 4 * se) and torch.all(mean <= exact + 4 * se)
+    assert float((mean - bound).mean()) > 0  # summing h1 out already beats the factorized q(h1)

@@ -58,7 +58,9 @@ RUNS = {
                  {0: [bpd(2.0, "exact", "exact"), speed(10.0, "naive"), speed(50.0, "cached")]}),
     "nice": ("flow", "exact", 64, ["default"], {0: [bpd(3.0, "exact", "exact")], 1: "RuntimeError: boom at step 7"}),
     "dbm": ("boltzmann", "estimate", None, ["default"],
-            {0: [bpd(0.5, "estimate", "estimate", "binarized"), baseline(1.0, "uniform", "binarized")]}),
+            {0: [bpd(0.5, "estimate", "estimate", "binarized"), baseline(1.0, "uniform", "binarized"),
+                 *(Metric("mean_field_gap", g, "nats", "lower_bound", 0.1, 297, "test", {"samples": k}, ("samples",))
+                   for k, g in ((1, 2.0), (100, 3.5)))]}),
     "gsn": ("markov_chain", "none", None, GSN_MODES,
             {0: [bpd(4.2, "estimate", "parzen"), fid(80.0, mode="burn10"), fid(50.0), fid(60.0, mode="burn100"),
                  speed(900.0, "burn10"), speed(100.0), speed(120.0, "burn100"), speed(5.0, batch=1)]}),
@@ -202,6 +204,8 @@ def test_claims_section(sweep: Path, tmp_path: Path) -> None:
     assert "needs the toy-2D capacity sweep" in claim["b"]
     # (c) the DBM's estimate is labelled as such; (d) the GSN's chain, one FID per mode
     assert "≈ 0.5000 bits/dim on binarized data, labelled an estimate" in claim["c"]
+    assert "h1 summed out): 1: 2.00, 100: 3.50" in claim["c"]  # the bound's gap against its importance samples
+    assert "sits at least 3.50 nats per example below log p*(v) (100 samples)" in claim["c"]
     assert "FID against chain steps" in claim["d"]
     # (e) a flow's latent equals the data size; (f) without snapshots, the spread over seeds
     assert "nice 64 for D = 64" in claim["e"] and "Flows cannot choose" in claim["e"]

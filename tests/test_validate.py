@@ -25,7 +25,17 @@ def test_validate_fast_passes_every_row_and_writes_record_and_markdown(tmp_path:
     failed = [(r["estimator"], r["case"], r["error"]) for r in rows if not r["passed"]]
     assert not failed and record["all_passed"]
     estimators = {r["estimator"] for r in rows}
-    for name in ("ais", "bdmc lower", "bdmc upper", "iwae-100", "dbm ais log Z", "parzen", "kl_to_truth", "nll_bpd"):
+    for name in (
+        "ais",
+        "bdmc lower",
+        "bdmc upper",
+        "iwae-100",
+        "dbm ais log Z",
+        "dbm mean-field gap",
+        "parzen",
+        "kl_to_truth",
+        "nll_bpd",
+    ):
         assert name in estimators, name
     for name in ("frechet_distance", "fid (plug-in)", "kid", "precision", "recall"):
         assert name in estimators, name

@@ -387,6 +387,15 @@ def partition_series(group: Group) -> list[tuple[float, float, float | None]]:
     return sorted(out)
 
 
+def gap_series(group: Group) -> list[tuple[float, float, float | None]]:
+    """The mean-field bound's gap (nats per example, a lower bound on it; mean and std over seeds) against the
+    importance samples that measured it."""
+    return sorted(
+        (float(ms[0]["samples"]), *mean_std([m["value"] for m in ms]))
+        for ms in variants(group, "mean_field_gap").values()
+    )
+
+
 def mode_series(group: Group, name: str) -> list[tuple[float, float, float | None]]:
     """`name` (a quality metric or samples/s) against sequential network evaluations, one point per mode; the
     default mode is left out where a named mode takes as many evaluations (the GSN's default is its burn100)."""
@@ -422,6 +431,11 @@ def boltzmann(evidence: Evidence) -> Answer:
         for (b0, v0, e0), (_, v1, e1) in zip(log_z, log_z[1:], strict=False):
             if abs(v1 - v0) <= 2 * max(e0 or 0, e1 or 0):
                 settled = settled or int(b0)
+    gap = gap_series(g)
+    if gap:
+        points = ", ".join(f"{int(k)}: {fmt(m, 3)}" for k, m, _ in gap)
+        parts.append("the mean-field bound's gap to log p*(v) (nats per test example, at least; importance samples "
+                     f"of h2 with h1 summed out): {points}")  # fmt: skip
     if fid:
         parts.append("FID against Gibbs sweeps: " + ", ".join(f"{int(x)}: {fmt(m, 3)}" for x, m, _ in fid))
     if speed:
@@ -438,7 +452,11 @@ def boltzmann(evidence: Evidence) -> Answer:
     if len(speed) > 1:
         (x0, v0, _), (x1, v1, _) = speed[0], speed[-1]
         cost = f"; sampling slows {fmt(v0 / v1, 3)}× from {int(x0)} to {int(x1)} sweeps"
-    return Answer(f"{g.label}: " + "; ".join(parts) + ".", f"Supported: {settle}{cost}.")
+    bound = ""
+    if gap:
+        k, m, _ = gap[-1]
+        bound = f"; the mean-field bound sits at least {fmt(m, 3)} nats per example below log p*(v) ({int(k)} samples)"
+    return Answer(f"{g.label}: " + "; ".join(parts) + ".", f"Supported: {settle}{bound}{cost}.")
 
 
 # ----------------------------------------------------------------------------- (d) GSNs
