@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import platform
 import re
@@ -143,14 +145,27 @@ def _proc_status_kib(field: str) -> int | None:
     return None
 
 
+def _malloc_trim() -> bool:
+    """Return malloc's free heap pages to the kernel (glibc's `malloc_trim(0)`); False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 @contextlib.contextmanager
 def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
     """Measure the peak memory of the block: CUDA's max allocated bytes, or on CPU the growth of the process's RSS.
 
     On Linux, writing 5 to /proc/self/clear_refs resets the RSS high-water mark (VmHWM), so the peak is the block's
     own; without it, the growth of `ru_maxrss` is a lower bound (0 when the block stays under an earlier peak).
-    Either way the CPU figure is the rise above the resident memory at the start: memory that the allocator kept
-    resident from earlier work and reuses is not counted, so it is a lower bound on what the block needs.
+    Either way the CPU figure is the rise above the resident memory at the start. Free memory that malloc kept
+    resident is handed back first (glibc's `malloc_trim`), so the block's reuse of it counts; where there is no
+    glibc, or a caching allocator holds memory, reuse is not counted and the figure is a lower bound.
     """
     out: dict[str, Any] = {}
     if device.type == "cuda":
@@ -163,6 +178,9 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
     # Garbage from earlier work, freed by a collection inside the block, would lower the RSS under the block's own
     # growth and hide it (the full test suite saw a 64 MiB block measured as 0): collect it before the baseline.
     gc.collect()
+    # Memory that malloc holds free but resident (a heap freed by earlier work) would serve the block without
+    # raising the RSS (the full suite once measured a 64 MiB block as 0 this way): hand it back to the kernel first.
+    _malloc_trim()
     try:
         Path("/proc/self/clear_refs").write_text("5")
         base_kib, kind = _proc_status_kib("VmRSS"), "rss_peak_delta"
