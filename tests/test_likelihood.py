@@ -397,6 +397,31 @@ def test_kl_to_truth_with_an_exact_density_equals_the_hand_computed_mean() -> No
     assert (kl.kind, kl.unit, kl.extra["method"], kl.extra["density_kind"]) == ("estimate", "nats", "exact", "exact")
 
 
+def test_kl_to_truth_of_a_bound_model_reuses_its_test_iwae_instead_of_drawing_another() -> None:
+    """The KL and the test NLL of a VAE come from one IWAE-k pass over the test rows: KL = mean log p_true + NLL
+    exactly (two independent IWAE draws would differ), and the long bound is evaluated once per batch."""
+    from models.vae import VAE
+
+    data = toy_mixture_data(400)
+    vae = VAE(data.spec, latent_dim=2, width=4)
+    calls: list[int] = []
+    bound = vae.log_prob_bound
+
+    def counted(x: torch.Tensor, k: int = 1, **kwargs: object) -> torch.Tensor:
+        calls.append(k)
+        return bound(x, k, **kwargs)
+
+    vae.log_prob_bound = counted  # type: ignore[method-assign]
+    cfg = eval_cfg(batch_size=100, iwae_k=[32], kl_to_truth={"enabled": True})
+    metrics = lk.evaluate(EvalContext(vae, data, cfg))
+    (kl,) = [m for m in metrics if m.name == "kl_to_truth"]
+    (nll,) = [m for m in metrics if m.name == "nll_nats" and m.extra["method"] == "iwae-32"]
+    true_mean = float(data.density.log_density(data.test).double().mean())
+    assert kl.value == pytest.approx(true_mean + nll.value, abs=1e-9)
+    assert (kl.extra["method"], kl.extra["density_kind"]) == ("iwae-32", "lower_bound")
+    assert calls.count(32) == 4  # 400 test rows in batches of 100, once
+
+
 def test_kl_to_truth_from_samples_is_small_for_a_perfect_sampler() -> None:
     data = toy_mixture_data()
 
