@@ -316,7 +316,7 @@ _RESIDENT_HEAP_SCRIPT = """
 import ctypes, sys, torch
 from genbench.metrics import speed_timing
 if sys.argv[1] == "off":
-    speed_timing._malloc_trim = lambda: False
+    speed_timing._malloc_trim = lambda: None
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
 chunks = [libc.malloc(100 * 1024) for _ in range(820)]

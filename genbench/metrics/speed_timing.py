@@ -145,16 +145,15 @@ def _proc_status_kib(field: str) -> int | None:
     return None
 
 
-def _malloc_trim() -> bool:
-    """Return malloc's free heap pages to the kernel (glibc's `malloc_trim(0)`); False where there is no glibc."""
+def _malloc_trim() -> None:
+    """Return malloc's free heap pages to the kernel (glibc's `malloc_trim(0)`); nothing where there is no glibc."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         trim = libc.malloc_trim
     except (OSError, AttributeError):
-        return False
+        return
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
-    return True
 
 
 @contextlib.contextmanager
@@ -178,8 +177,7 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
     # Garbage from earlier work, freed by a collection inside the block, would lower the RSS under the block's own
     # growth and hide it (the full test suite saw a 64 MiB block measured as 0): collect it before the baseline.
     gc.collect()
-    # Memory that malloc holds free but resident (a heap freed by earlier work) would serve the block without
-    # raising the RSS (the full suite once measured a 64 MiB block as 0 this way): hand it back to the kernel first.
+    # Heap that earlier work freed but malloc kept resident would serve the block without raising the RSS.
     _malloc_trim()
     try:
         Path("/proc/self/clear_refs").write_text("5")
